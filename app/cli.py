@@ -1,0 +1,61 @@
+"""The `dces` command: `dces curate` (engine, no server) and `dces serve` (the HTTP service)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+@cli.command()
+def curate(
+    input: Annotated[Path, typer.Argument(help="JSONL of {id, text, ...} candidate samples")],
+    budget: Annotated[int, typer.Option(help="How many samples to select (>= 1)")],
+    reference: Annotated[Path | None, typer.Option(help="JSONL of real reference samples")] = None,
+    state: Annotated[
+        Path | None, typer.Option(help="Run state: read if it exists, rewritten after the round")
+    ] = None,
+    feedback: Annotated[
+        Path | None, typer.Option(help="JSON object of training metrics of the last round")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Output JSONL (default: stdout)")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write clusters, ratios, health as JSON")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="JSON object of curation config overrides")
+    ] = None,
+    no_edit: Annotated[bool, typer.Option("--no-edit", help="Skip token editing")] = False,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: config's)")] = None,
+) -> None:
+    """Curate one round of INPUT; repeated calls with the same --state run successive rounds."""
+    from app.curate_command import run_curate
+
+    try:
+        run_curate(input, budget, reference, state, feedback, output, report, config, no_edit, seed)
+    except ValueError as exc:  # CurationInputError and config errors
+        typer.echo(f"dces curate: error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8080)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory (SQLite file)")] = None,
+) -> None:
+    """Run the HTTP service (uvicorn, one worker); settings come from DCES_* variables."""
+    from app.server import serve as run_server
+
+    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
+    run_server({k: v for k, v in overrides.items() if v is not None})
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

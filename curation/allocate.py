@@ -1,0 +1,56 @@
+"""Split a budget into per-cluster quotas that sum exactly to it.
+
+Weights are ``(1 - eta) * share**tau + eta * reference_share`` (each term normalised): ``tau < 1``
+flattens toward small clusters and the reference term protects modes of the real data that the
+candidates are losing. Quotas are capped by what each cluster can supply; a capped cluster
+passes the rest on to the others, in proportion to their weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def allocation_weights(
+    shares: np.ndarray, reference_shares: np.ndarray | None, tau: float, eta: float
+) -> np.ndarray:
+    flattened = np.power(np.clip(shares, 0.0, None), tau)
+    flattened = _normalised(flattened)
+    if reference_shares is None or reference_shares.sum() <= 0:
+        return flattened
+    return (1.0 - eta) * flattened + eta * _normalised(reference_shares)
+
+
+def allocate(budget: int, weights: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """Integer quotas ≤ capacity summing to ``min(budget, capacity.sum())``.
+
+    Largest-remainder rounding, ties broken by lower cluster id, so the result is deterministic.
+    """
+    quotas = np.zeros(len(weights), dtype=np.int64)
+    remaining = min(int(budget), int(capacity.sum()))
+    while remaining > 0:
+        room = capacity - quotas
+        open_ = room > 0
+        w = np.where(open_, weights, 0.0)
+        if w.sum() <= 0:
+            w = open_.astype(np.float64)
+        ideal = remaining * w / w.sum()
+        share = np.minimum(np.floor(ideal).astype(np.int64), room)
+        left = remaining - int(share.sum())
+        if left > 0:
+            fraction = np.where(open_ & (share < room), ideal - np.floor(ideal), -1.0)
+            order = np.lexsort((np.arange(len(w)), -fraction))
+            for c in order[:left]:
+                if fraction[c] < 0:
+                    break
+                share[c] += 1
+        if share.sum() == 0:  # every ideal share rounds to 0: hand out one unit by weight
+            share[int(np.argmax(w))] = 1
+        quotas += share
+        remaining -= int(share.sum())
+    return quotas
+
+
+def _normalised(x: np.ndarray) -> np.ndarray:
+    total = float(x.sum())
+    return x / total if total > 0 else x.astype(np.float64)

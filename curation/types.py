@@ -1,0 +1,177 @@
+"""The values that flow in and out of a curation round.
+
+Everything here converts to and from plain JSON-able dicts, so that the CLI, the service and a
+training job can store and exchange them without pickling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Role = Literal["center", "edge"]
+
+
+class CurationInputError(ValueError):
+    """The caller's input is unusable; the message names the item and the problem."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One candidate text. ``extra`` carries the caller's other fields through untouched."""
+
+    id: str
+    text: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def coerce(cls, item: Sample | Mapping[str, Any], index: int) -> Sample:
+        if isinstance(item, Sample):
+            return item
+        if not isinstance(item, Mapping):
+            raise CurationInputError(f"sample {index}: expected an object with 'id' and 'text'")
+        sid, text = item.get("id"), item.get("text")
+        if not isinstance(sid, str) or not sid:
+            raise CurationInputError(f"sample {index}: 'id' must be a non-empty string")
+        if not isinstance(text, str):
+            raise CurationInputError(f"sample {index} (id {sid!r}): 'text' must be a string")
+        extra = {k: v for k, v in item.items() if k not in ("id", "text")}
+        return cls(sid, text, extra)
+
+
+def coerce_samples(items: list[Sample] | list[Mapping[str, Any]], what: str) -> list[Sample]:
+    """Validate a batch: each item has a string id and text, ids are unique."""
+    samples = [Sample.coerce(item, i) for i, item in enumerate(items)]
+    seen: dict[str, int] = {}
+    for i, s in enumerate(samples):
+        if s.id in seen:
+            raise CurationInputError(
+                f"{what} {i}: duplicate id {s.id!r} (first at {what} {seen[s.id]})"
+            )
+        seen[s.id] = i
+    return samples
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One resampled token, as a replacement of ``original[start:end]`` by ``new``."""
+
+    start: int
+    end: int
+    old: str
+    new: str
+    p: float
+
+
+@dataclass
+class SampleDecision:
+    """What the round decided for one input sample."""
+
+    id: str
+    selected: bool
+    role: Role | None
+    cluster: int
+    distance: float
+    text: str
+    edits: list[Edit]
+    reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SampleDecision:
+        return cls(**{**data, "edits": [Edit(**e) for e in data.get("edits", [])]})
+
+
+@dataclass
+class RatioDecision:
+    """Every number that went into a cluster's edge ratio, so a user can see why."""
+
+    r0: float
+    alpha: float
+    gamma: float
+    dispersion_signal: float  # s_c, positive when tighter than the reference (collapsing)
+    feedback_signal: float  # g
+    raw: float  # r0 + alpha * s_c + gamma * g
+    previous: float | None  # the cluster's ratio last round (the EMA's memory)
+    smoothed: float
+    ratio: float  # after clipping to [r_min, r_max] (or the static ratio)
+    static: bool
+
+
+@dataclass
+class ClusterReport:
+    """Per-cluster measurement, decision and outcome of one round."""
+
+    cluster: int
+    size: int
+    share: float
+    dispersion: float
+    reference_dispersion: float | None
+    reference_source: Literal["reference", "baseline", "none"]
+    reference_share: float
+    near_duplicates: int
+    rejected: int
+    quota: int
+    selected_center: int
+    selected_edge: int
+    edge_ratio: RatioDecision
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EditStats:
+    """How much the editor changed the selected center samples."""
+
+    samples: int
+    edited_samples: int
+    tokens: int
+    edits: int
+
+    @property
+    def edit_rate(self) -> float:
+        """Edits per 100 tokens."""
+        return 100.0 * self.edits / self.tokens if self.tokens else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "edit_rate": self.edit_rate}
+
+
+@dataclass
+class RoundResult:
+    """The outcome of one round: a decision per input sample, plus why."""
+
+    round: int
+    budget: int
+    selected: int
+    decisions: list[SampleDecision]
+    clusters: list[ClusterReport]
+    feedback_signal: dict[str, float]
+    health: dict[str, Any]
+    edit_stats: EditStats
+    rejected: dict[str, int]
+    timings: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "round": self.round,
+            "budget": self.budget,
+            "selected": self.selected,
+            "samples": [d.to_dict() for d in self.decisions],
+            "clusters": [c.to_dict() for c in self.clusters],
+            "feedback_signal": self.feedback_signal,
+            "health": self.health,
+            "edit_stats": self.edit_stats.to_dict(),
+            "rejected": self.rejected,
+            "timings": self.timings,
+        }
+
+    def report(self) -> dict[str, Any]:
+        """Everything but the per-sample decisions (what ``--report`` writes)."""
+        data = self.to_dict()
+        data.pop("samples")
+        return data

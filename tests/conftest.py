@@ -1,0 +1,30 @@
+"""Shared fixtures: the real bundled embedding model and the shipped real-text sample."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_PATH = ROOT / "examples" / "fortunes-sample.jsonl"
+
+
+@pytest.fixture(scope="session")
+def fortunes() -> list[dict[str, Any]]:
+    """~1,500 real fortunes (Debian `fortunes`), 40 per category, with a `category` field."""
+    return [json.loads(line) for line in SAMPLE_PATH.read_text().splitlines()]
+
+
+@pytest.fixture(scope="session")
+def embedder():  # type: ignore[no-untyped-def]
+    from curation.embed import load_embedder
+
+    return load_embedder()

@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from curation.allocate import allocate, allocation_weights
+
+
+@pytest.mark.parametrize("budget", [1, 7, 50, 99, 100])
+def test_quotas_sum_exactly_to_budget_and_respect_capacity(budget: int) -> None:
+    rng = np.random.default_rng(budget)
+    weights = rng.random(9)
+    capacity = rng.integers(0, 30, 9)
+    quotas = allocate(budget, weights, capacity)
+    assert quotas.sum() == min(budget, capacity.sum())
+    assert np.all(quotas <= capacity) and np.all(quotas >= 0)
+
+
+def test_a_full_cluster_passes_its_rest_on_in_proportion() -> None:
+    quotas = allocate(30, np.array([0.8, 0.1, 0.1]), np.array([4, 100, 100]))
+    assert quotas.tolist() == [4, 13, 13]
+
+
+def test_tau_below_one_flattens_toward_small_clusters() -> None:
+    shares = np.array([0.9, 0.1])
+    flat = allocation_weights(shares, None, tau=0.5, eta=0.0)
+    assert flat[1] > 0.1 and np.isclose(flat.sum(), 1.0)
+
+
+def test_reference_share_protects_a_mode_the_candidates_are_losing() -> None:
+    shares = np.array([0.99, 0.01])
+    without = allocate(100, allocation_weights(shares, None, 1.0, 0.3), np.array([1000, 50]))
+    with_ref = allocate(
+        100, allocation_weights(shares, np.array([0.5, 0.5]), 1.0, 0.3), np.array([1000, 50])
+    )
+    assert without[1] == 1
+    assert with_ref[1] >= 15
+
+
+def test_zero_weight_clusters_still_fill_when_nothing_else_can() -> None:
+    quotas = allocate(5, np.array([1.0, 0.0]), np.array([2, 10]))
+    assert quotas.tolist() == [2, 3]

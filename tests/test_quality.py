@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from curation.config import QualityConfig
+from curation.quality import degenerate_reason, outlier_cuts, perplexity_cutoff
+
+CFG = QualityConfig()
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "empty"),
+        ("   \n ", "empty"),
+        ("ok", "too_short"),
+        ("x" * 20_001, "too_long"),
+        ("1.1.1.1.1.1", "repetitive"),
+        ("1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1", "repetitive"),
+        ("the the the the the the the the", "repetitive"),
+        ("buy now buy now buy now buy now", "repetitive"),
+        ("I am happy. " * 20, "repetitive"),
+        ("The quick brown fox jumps over the lazy dog.", None),
+    ],
+)
+def test_degenerate_text_gets_its_reason(text: str, reason: str | None) -> None:
+    assert degenerate_reason(text, CFG) == reason
+
+
+def test_no_real_fortune_is_degenerate(fortunes: list[dict]) -> None:
+    assert all(degenerate_reason(f["text"], CFG) is None for f in fortunes)
+
+
+def test_outlier_cut_uses_a_pooled_robust_scale() -> None:
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    distances = np.array([0.1, 0.12, 0.11, 0.9, 0.2, 0.21])
+    cuts = outlier_cuts(labels, distances, 2, z=4.0)
+    assert cuts[0] < 0.9 < 1.0
+    assert cuts[1] > 0.21  # a two-member cluster does not flag its farther member
+
+
+def test_perplexity_cutoff_follows_the_reference_or_the_absolute_bound() -> None:
+    assert perplexity_cutoff(None, CFG) == CFG.max_perplexity
+    ref = np.array([10.0] * 99 + [40.0])
+    assert perplexity_cutoff(ref, CFG) == pytest.approx(
+        np.quantile(ref, CFG.reference_perplexity_quantile) * CFG.reference_perplexity_factor
+    )

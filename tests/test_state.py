@@ -1,0 +1,31 @@
+import json
+
+import numpy as np
+import pytest
+
+from curation.state import RunState
+from curation.types import CurationInputError
+
+
+def test_state_round_trips_through_json() -> None:
+    state = RunState(
+        round=3,
+        embedding_model="m",
+        centroids=np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32),
+        baseline_dispersion={0: 0.3, 2: 0.4},
+        ratios={1: 0.5},
+        last_feedback={"loss": 1.0},
+        history=[{"round": 0}],
+    )
+    back = RunState.from_dict(json.loads(json.dumps(state.to_dict())))
+    assert back.round == 3 and back.k == 4
+    assert back.centroids is not None and state.centroids is not None
+    assert np.array_equal(back.centroids, state.centroids)
+    assert back.baseline_dispersion == {0: 0.3, 2: 0.4} and back.ratios == {1: 0.5}
+
+
+@pytest.mark.parametrize("bad", [{}, {"version": 1}, {"version": 1, "round": 0,
+                                 "centroids": {"shape": [2, 3], "f32le_b64": "AAAA"}}])
+def test_malformed_state_is_a_clear_error(bad: dict) -> None:
+    with pytest.raises(CurationInputError, match="state"):
+        RunState.from_dict(bad)
