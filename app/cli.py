@@ -23,7 +23,9 @@ def curate(
         Path | None, typer.Option(help="JSON object of training metrics of the last round")
     ] = None,
     output: Annotated[Path | None, typer.Option(help="Output JSONL (default: stdout)")] = None,
-    report: Annotated[Path | None, typer.Option(help="Write clusters, ratios, health as JSON")] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Write clusters, ratios, health as JSON")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="JSON object of curation config overrides")
     ] = None,

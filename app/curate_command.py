@@ -60,5 +60,7 @@ def run_curate(
     if output is None:
         sys.stdout.writelines(lines)
     summary = f"round {result.round}: selected {result.selected}/{len(samples)} (budget {budget})"
-    print(f"dces curate: {summary}, edit rate {result.edit_stats.edit_rate:.2f}/100 tokens",
-          file=sys.stderr)
+    print(
+        f"dces curate: {summary}, edit rate {result.edit_stats.edit_rate:.2f}/100 tokens",
+        file=sys.stderr,
+    )

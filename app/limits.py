@@ -8,7 +8,7 @@ than ``max_body_bytes``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -16,12 +16,12 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.problems import PROBLEM_MEDIA_TYPE, LimitExceeded
-from curation.types import CurationInputError
 from app.settings import Settings
+from curation.types import CurationInputError
 
 
 class BodyTooLarge(HTTPException):
-    """Raised from ``receive`` once a streamed body passes the limit (FastAPI re-raises it as is)."""
+    """Raised from ``receive`` once a streamed body passes the limit (FastAPI re-raises it)."""
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request body exceeds max_body_bytes = {limit} bytes; "
@@ -134,3 +134,12 @@ def check_unique_ids(samples: Sequence[Any], field: str = "samples") -> None:
                 f"{field}[{i}].id: duplicate id {sample.id!r} (first at {field}[{seen[sample.id]}])"
             )
         seen[sample.id] = i
+
+
+def check_metrics(metrics: Mapping[str, float] | None, settings: Settings, field: str) -> None:
+    """At most ``max_feedback_metrics`` training metrics per feedback."""
+    limit = settings.max_feedback_metrics
+    if metrics is not None and len(metrics) > limit:
+        raise LimitExceeded(
+            f"{field}: {len(metrics)} metrics exceed max_feedback_metrics = {limit}",
+            errors=[{"field": field, "message": "too many metrics", "limit": limit}])

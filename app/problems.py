@@ -27,7 +27,7 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
 class ServiceError(Exception):
-    """An error with a message for the caller; ``errors`` lists fields, ``headers`` extra headers."""
+    """An error with a message for the caller; ``errors`` lists fields, ``headers`` adds some."""
 
     def __init__(
         self,
@@ -50,6 +50,10 @@ class Conflict(ServiceError):
     """The request contradicts stored state (idempotency key reuse, changed reference text...)."""
 
 
+class InvalidInput(ServiceError):
+    """A request field is well-formed JSON but not acceptable; ``errors`` names the fields."""
+
+
 class LimitExceeded(ServiceError):
     """A configured limit (samples per request, text length...) was exceeded; 422 names it."""
 
@@ -64,6 +68,10 @@ class QueueFull(ServiceError):
 
 class Unavailable(ServiceError):
     """The service cannot take work now (models loading, worker dead, shutting down)."""
+
+
+class Interrupted(Unavailable):
+    """A job stopped before it finished (shutdown, restart); it resumes or fails with a reason."""
 
 
 class Unauthorized(ServiceError):
@@ -82,11 +90,13 @@ PROBLEMS: dict[type[BaseException], ProblemType] = {
     NotFound: ProblemType(404, "not-found", "Not found"),
     Conflict: ProblemType(409, "conflict", "Conflict"),
     LimitExceeded: ProblemType(422, "limit-exceeded", "Limit exceeded"),
+    InvalidInput: ProblemType(422, "invalid-input", "Invalid input"),
     CurationInputError: ProblemType(422, "invalid-input", "Invalid input"),
     RequestValidationError: ProblemType(422, "validation-error", "Request validation failed"),
     PayloadTooLarge: ProblemType(413, "payload-too-large", "Request body too large"),
     QueueFull: ProblemType(429, "queue-full", "Too many requests"),
     Unavailable: ProblemType(503, "unavailable", "Service unavailable"),
+    Interrupted: ProblemType(503, "interrupted", "Job interrupted"),
     Unauthorized: ProblemType(401, "unauthorized", "Unauthorized"),
     IntegrityError: ProblemType(409, "conflict", "Conflict"),
     OperationalError: ProblemType(503, "database-unavailable", "Database unavailable"),
@@ -171,7 +181,7 @@ def _detail(exc: BaseException, kind: ProblemType) -> str:
 
 
 def _validation_item(error: Mapping[str, Any]) -> dict[str, Any]:
-    """A pydantic error as {field, message, limit?}, the field as a dotted path like 'samples[3].id'."""
+    """A pydantic error as {field, message, limit?}; field is a path like 'samples[3].id'."""
     loc = [p for p in error.get("loc", ()) if p != "body"]
     field = ""
     for part in loc:

@@ -21,56 +21,64 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DCES_", extra="forbid", frozen=True)
 
     # -- where and how it listens -------------------------------------------------------------
-    host: str = Field("127.0.0.1", description="Bind address; loopback unless told otherwise.")
-    port: int = Field(8000, ge=0, le=65535)
+    host: str = Field(
+        default="127.0.0.1", description="Bind address; loopback unless told otherwise.")
+    port: int = Field(default=8080, ge=0, le=65535)
     api_token: SecretStr | None = Field(
-        None, description="When set, every /v1 route requires 'Authorization: Bearer <token>'."
+        default=None, description="When set, every /v1 route requires this bearer token.",
     )
 
     # -- persistence --------------------------------------------------------------------------
-    data_dir: Path = Field(Path("data"), description="Holds the SQLite file by default.")
+    data_dir: Path = Field(default=Path("data"), description="Holds the SQLite file by default.")
     database_url: str | None = Field(
-        None, description="Any SQLAlchemy URL; default sqlite:///<data_dir>/dces.sqlite3."
+        default=None, description="Any SQLAlchemy URL; default sqlite:///<data_dir>/dces.sqlite3."
     )
 
     # -- request limits (reported by /info) --------------------------------------------------------
-    max_body_bytes: int = Field(32 * MiB, ge=1024)
-    max_samples_per_request: int = Field(10_000, ge=1)
-    max_samples_per_round: int = Field(1_000_000, ge=1, description="Across an upload's parts.")
-    max_reference_samples: int = Field(200_000, ge=1, description="Per run, in total.")
-    max_text_chars: int = Field(100_000, ge=1)
-    max_id_chars: int = Field(512, ge=1)
-    max_feedback_metrics: int = Field(64, ge=1)
+    max_body_bytes: int = Field(default=32 * MiB, ge=1024)
+    max_samples_per_request: int = Field(default=10_000, ge=1)
+    max_samples_per_round: int = Field(
+        default=1_000_000, ge=1, description="Across an upload's parts.")
+    max_reference_samples: int = Field(default=200_000, ge=1, description="Per run, in total.")
+    max_text_chars: int = Field(default=100_000, ge=1)
+    max_id_chars: int = Field(default=512, ge=1)
+    max_feedback_metrics: int = Field(default=64, ge=1)
 
     # -- jobs ---------------------------------------------------------------------------------
     sync_max_samples: int = Field(
-        2_000, ge=0, description="Rounds with more samples answer 202 with a job to poll."
+        default=2_000, ge=0, description="Rounds with more samples answer 202 with a job to poll."
     )
     sync_wait_s: float = Field(
-        300.0, gt=0, description="A synchronous round still running after this answers 202."
+        default=60.0, gt=0, description="A synchronous round still running after this answers 202."
     )
-    queue_size: int = Field(8, ge=1, description="Jobs waiting for the model worker; then 429.")
+    queue_size: int = Field(
+        default=8, ge=1, description="Jobs waiting for the model worker; then 429.")
     job_max_attempts: int = Field(
-        2, ge=1, description="A job whose process died this many times while running it fails."
+        default=2, ge=1, description="A job the process died in this many times is failed.",
     )
-    resume_jobs: bool = Field(True, description="Resume interrupted jobs at startup (else fail).")
-    upload_ttl_s: float = Field(24 * 3600.0, gt=0, description="Unsubmitted uploads expire.")
+    resume_jobs: bool = Field(
+        default=True, description="Resume interrupted jobs at startup (else fail).")
+    upload_ttl_s: float = Field(
+        default=24 * 3600.0, gt=0, description="Unsubmitted uploads expire.")
     shutdown_grace_s: float = Field(
-        20.0, ge=0, description="On SIGTERM, how long the running job may take to finish."
+        default=20.0, ge=0, description="On SIGTERM, how long the running job may take to finish."
     )
 
     # -- models -------------------------------------------------------------------------------
-    embedding_model: str | None = Field(None, description="None: the bundled all-MiniLM-L6-v2.")
+    embedding_model: str | None = Field(
+        default=None, description="None: the bundled all-MiniLM-L6-v2.")
     embedding_dtype: Literal["auto", "bf16", "fp32"] = "auto"
-    lm_model: str | None = Field(None, description="None: the bundled SmolLM2-135M-Instruct.")
-    preload_lm: bool = Field(True, description="Load the editing LM at startup, not on first use.")
-    max_loaded_models: int = Field(2, ge=1, description="Per kind (embedder, LM), LRU.")
+    lm_model: str | None = Field(
+        default=None, description="None: the bundled SmolLM2-135M-Instruct.")
+    preload_lm: bool = Field(
+        default=True, description="Load the editing LM at startup, not on first use.")
+    max_loaded_models: int = Field(default=2, ge=1, description="Per kind (embedder, LM), LRU.")
 
     # -- operations ---------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
     fault_injection: bool = Field(
-        False, description="Expose POST /debug/crash-worker (tests of the readiness probe only)."
+        default=False, description="Expose POST /debug/crash-worker (readiness tests only).",
     )
 
     @model_validator(mode="after")

@@ -88,6 +88,7 @@ class SphericalKMeans:
             max_points_per_centroid=max(256, math.ceil(len(x) / k)),
         )
         km.train(x)
+        assert km.centroids is not None
         return normalize_rows(km.centroids)
 
     def _warm_fit(self, x: np.ndarray, centroids: np.ndarray) -> np.ndarray:

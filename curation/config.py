@@ -10,6 +10,23 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal
 
 
+def _require(section: str, checks: list[tuple[str, bool, str]], obj: object) -> None:
+    """Raise a ValueError naming the first setting outside its limit."""
+    for name, ok, limit in checks:
+        if not ok:
+            raise ValueError(
+                f"config.{section}.{name}: must be {limit}, got {getattr(obj, name)!r}"
+            )
+
+
+def _num(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
 @dataclass(frozen=True)
 class EmbedConfig:
     """Sentence-transformers embedding; ``model=None`` means the bundled all-MiniLM-L6-v2."""
@@ -18,6 +35,21 @@ class EmbedConfig:
     dtype: Literal["auto", "bf16", "fp32"] = "auto"
     batch_size: int = 64
     cache_size: int = 200_000
+
+    def __post_init__(self) -> None:
+        _require(
+            "embed",
+            [
+                ("dtype", self.dtype in ("auto", "bf16", "fp32"), "one of auto, bf16, fp32"),
+                (
+                    "batch_size",
+                    _int(self.batch_size) and 1 <= self.batch_size <= 4096,
+                    "in [1, 4096]",
+                ),
+                ("cache_size", _int(self.cache_size) and self.cache_size >= 0, ">= 0"),
+            ],
+            self,
+        )
 
 
 @dataclass(frozen=True)
@@ -32,6 +64,32 @@ class ClusterConfig:
     fit_on_reference: bool = True
     max_reference_fit: int = 20_000
 
+    def __post_init__(self) -> None:
+        _require(
+            "cluster",
+            [
+                ("k", self.k is None or (_int(self.k) and self.k >= 1), "null or >= 1"),
+                ("max_k", _int(self.max_k) and 1 <= self.max_k <= 65_536, "in [1, 65536]"),
+                ("niter", _int(self.niter) and 1 <= self.niter <= 1000, "in [1, 1000]"),
+                (
+                    "warm_niter",
+                    _int(self.warm_niter) and 0 <= self.warm_niter <= 1000,
+                    "in [0, 1000]",
+                ),
+                (
+                    "fit_sample_size",
+                    _int(self.fit_sample_size) and self.fit_sample_size >= 1,
+                    ">= 1",
+                ),
+                (
+                    "max_reference_fit",
+                    _int(self.max_reference_fit) and self.max_reference_fit >= 0,
+                    ">= 0",
+                ),
+            ],
+            self,
+        )
+
 
 @dataclass(frozen=True)
 class RatioConfig:
@@ -45,6 +103,25 @@ class RatioConfig:
     ema: float = 0.6  # weight of the new value; 1.0 disables smoothing
     static: float | None = None  # a fixed ratio for every cluster (ablation), bypasses the rule
 
+    def __post_init__(self) -> None:
+        _require(
+            "ratio",
+            [
+                ("r0", _num(self.r0) and 0 <= self.r0 <= 1, "in [0, 1]"),
+                ("alpha", _num(self.alpha) and 0 <= self.alpha <= 10, "in [0, 10]"),
+                ("gamma", _num(self.gamma) and 0 <= self.gamma <= 10, "in [0, 10]"),
+                ("r_min", _num(self.r_min) and 0 <= self.r_min <= 1, "in [0, 1]"),
+                ("r_max", _num(self.r_max) and self.r_min <= self.r_max <= 1, "in [r_min, 1]"),
+                ("ema", _num(self.ema) and 0 < self.ema <= 1, "in (0, 1]"),
+                (
+                    "static",
+                    self.static is None or (_num(self.static) and 0 <= self.static <= 1),
+                    "null or in [0, 1]",
+                ),
+            ],
+            self,
+        )
+
 
 @dataclass(frozen=True)
 class AllocationConfig:
@@ -52,6 +129,16 @@ class AllocationConfig:
 
     tau: float = 0.5
     eta: float = 0.3
+
+    def __post_init__(self) -> None:
+        _require(
+            "allocation",
+            [
+                ("tau", _num(self.tau) and 0 <= self.tau <= 1, "in [0, 1]"),
+                ("eta", _num(self.eta) and 0 <= self.eta <= 1, "in [0, 1]"),
+            ],
+            self,
+        )
 
 
 @dataclass(frozen=True)
@@ -71,6 +158,63 @@ class QualityConfig:
     reference_perplexity_quantile: float = 0.98
     reference_perplexity_factor: float = 1.5
     reference_perplexity_sample: int = 256
+
+    def __post_init__(self) -> None:
+        _require(
+            "quality",
+            [
+                ("min_chars", _int(self.min_chars) and self.min_chars >= 0, ">= 0"),
+                (
+                    "max_chars",
+                    _int(self.max_chars) and self.max_chars >= self.min_chars,
+                    ">= min_chars",
+                ),
+                ("min_words", _int(self.min_words) and self.min_words >= 0, ">= 0"),
+                (
+                    "max_repeated_ngram_fraction",
+                    _num(self.max_repeated_ngram_fraction)
+                    and 0 < self.max_repeated_ngram_fraction <= 1,
+                    "in (0, 1]",
+                ),
+                (
+                    "repeated_ngram_n",
+                    _int(self.repeated_ngram_n) and 1 <= self.repeated_ngram_n <= 10,
+                    "in [1, 10]",
+                ),
+                (
+                    "min_compression_ratio",
+                    _num(self.min_compression_ratio) and 0 <= self.min_compression_ratio < 1,
+                    "in [0, 1)",
+                ),
+                (
+                    "near_duplicate_eps",
+                    _num(self.near_duplicate_eps) and 0 <= self.near_duplicate_eps < 1,
+                    "in [0, 1)",
+                ),
+                ("outlier_mad", _num(self.outlier_mad) and self.outlier_mad > 0, "> 0"),
+                ("perplexity_filter", isinstance(self.perplexity_filter, bool), "true or false"),
+                ("max_perplexity", _num(self.max_perplexity) and self.max_perplexity > 1, "> 1"),
+                (
+                    "reference_perplexity_quantile",
+                    _num(self.reference_perplexity_quantile)
+                    and 0 < self.reference_perplexity_quantile <= 1,
+                    "in (0, 1]",
+                ),
+                (
+                    "reference_perplexity_factor",
+                    _num(self.reference_perplexity_factor)
+                    and self.reference_perplexity_factor >= 1,
+                    ">= 1",
+                ),
+                (
+                    "reference_perplexity_sample",
+                    _int(self.reference_perplexity_sample)
+                    and self.reference_perplexity_sample >= 2,
+                    ">= 2",
+                ),
+            ],
+            self,
+        )
 
 
 @dataclass(frozen=True)
@@ -98,6 +242,33 @@ class HealthConfig:
     effective_clusters_drop_alert: float = 0.3
     min_coverage_alert: float = 0.7
 
+    def __post_init__(self) -> None:
+        _require(
+            "health",
+            [
+                ("vendi_sample", _int(self.vendi_sample) and self.vendi_sample >= 1, ">= 1"),
+                ("mmd_sample", _int(self.mmd_sample) and self.mmd_sample >= 2, ">= 2"),
+                ("alert_window", _int(self.alert_window) and self.alert_window >= 1, ">= 1"),
+                (
+                    "dispersion_drop_alert",
+                    _num(self.dispersion_drop_alert) and 0 < self.dispersion_drop_alert <= 1,
+                    "in (0, 1]",
+                ),
+                (
+                    "effective_clusters_drop_alert",
+                    _num(self.effective_clusters_drop_alert)
+                    and 0 < self.effective_clusters_drop_alert <= 1,
+                    "in (0, 1]",
+                ),
+                (
+                    "min_coverage_alert",
+                    _num(self.min_coverage_alert) and 0 <= self.min_coverage_alert <= 1,
+                    "in [0, 1]",
+                ),
+            ],
+            self,
+        )
+
 
 @dataclass(frozen=True)
 class CurationConfig:
@@ -111,6 +282,11 @@ class CurationConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     edit: EditConfig = field(default_factory=EditConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+
+    def __post_init__(self) -> None:
+        _require(
+            "seed", [("seed", _int(self.seed) and 0 <= self.seed < 2**32, "in [0, 2**32)")], self
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -132,8 +132,13 @@ class Curator:
                 cands.vectors[members], self.config.quality.near_duplicate_eps
             )
         stats = measure_clusters(
-            labels[el], distances[el], duplicates[el], k,
-            ref_labels if len(ref_labels) else None, 1.0 - ref_sims, state.baseline_dispersion,
+            labels[el],
+            distances[el],
+            duplicates[el],
+            k,
+            ref_labels if len(ref_labels) else None,
+            1.0 - ref_sims,
+            state.baseline_dispersion,
         )
         signal = feedback_signal(metrics, state.last_feedback)
         policy = EdgeRatioPolicy(self.config.ratio)
@@ -142,8 +147,16 @@ class Curator:
             for c, s in enumerate(stats)
         ]
         pools, taken = self._select(
-            labels, distances, duplicates, el, stats, decisions, budget,
-            [s.text for s in batch], refs, seed,
+            labels,
+            distances,
+            duplicates,
+            el,
+            stats,
+            decisions,
+            budget,
+            [s.text for s in batch],
+            refs,
+            seed,
         )
         timings["select"] = _lap(clock) - sum(timings.values())
 
@@ -153,7 +166,9 @@ class Curator:
         timings["edit"] = _lap(clock) - sum(timings.values())
 
         report("health", 0.9)
-        result_decisions = _decisions(batch, cands.reasons, labels, distances, pools, centers, edited)
+        result_decisions = _decisions(
+            batch, cands.reasons, labels, distances, pools, centers, edited
+        )
         selected = [d.selected for d in result_decisions]
         sel_idx = np.flatnonzero(selected)
         health, entry = round_health(
@@ -169,7 +184,7 @@ class Curator:
             history=state.history,
             round_index=state.round,
             config=self.config.health,
-            seed=seed,
+            seed=self.config.seed,  # constant per run: the MMD's reference sample stays put
         )
         timings["health"] = _lap(clock) - sum(timings.values())
         timings["total"] = _lap(clock)
@@ -259,7 +274,9 @@ class Curator:
         seed: int,
     ) -> tuple[list[ClusterPool], np.ndarray]:
         k = len(stats)
-        cuts = outlier_cuts(labels[eligible], distances[eligible], k, self.config.quality.outlier_mad)
+        cuts = outlier_cuts(
+            labels[eligible], distances[eligible], k, self.config.quality.outlier_mad
+        )
         pools = [
             ClusterPool(
                 eligible[labels[eligible] == c], distances, duplicates, decisions[c].ratio, cuts[c]

@@ -51,17 +51,20 @@ def effective_clusters(labels: np.ndarray, k: int) -> float:
 
 
 def _as_matrix(embeddings: np.ndarray, name: str) -> np.ndarray:
-    x = np.asarray(embeddings, dtype=np.float64)
+    x = np.asarray(embeddings)
     if x.ndim != 2:
         raise ValueError(f"{name}: expected a 2-d array (rows x dims), got shape {x.shape}")
     return x
 
 
 def _sample_rows(x: np.ndarray, sample: int, rng: np.random.Generator) -> np.ndarray:
-    """At most ``sample`` rows of ``x``, drawn without replacement (all rows when fewer)."""
-    if x.shape[0] <= sample:
-        return x
-    return x[np.sort(rng.choice(x.shape[0], size=sample, replace=False))]
+    """At most ``sample`` rows of ``x`` (all when fewer), drawn without replacement, as float64.
+
+    Sampling before the float64 copy keeps memory bounded by the sample, not the batch.
+    """
+    if x.shape[0] > sample:
+        x = x[np.sort(rng.choice(x.shape[0], size=sample, replace=False))]
+    return x.astype(np.float64)
 
 
 def _check_sample(sample: int, minimum: int) -> None:

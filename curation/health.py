@@ -24,7 +24,6 @@ from curation.diversity import (
     reference_coverage,
     vendi_score,
 )
-from curation.types import CurationInputError
 
 # A drop this close to a threshold counts as reaching it (float noise in e.g. 1 - 0.2 / 0.5).
 _TOLERANCE = 1e-9
@@ -36,26 +35,6 @@ _LISTED_CLUSTERS = 10
 
 # Earlier history entries within the alert window, each with how many rounds ago it was.
 Window = list[tuple[int, dict[str, Any]]]
-
-
-def _check_config(config: HealthConfig) -> None:
-    limits = [
-        ("vendi_sample", config.vendi_sample >= 1, ">= 1"),
-        ("mmd_sample", config.mmd_sample >= 2, ">= 2"),
-        ("alert_window", config.alert_window >= 1, ">= 1"),
-        ("dispersion_drop_alert", 0 < config.dispersion_drop_alert <= 1, "in (0, 1]"),
-        (
-            "effective_clusters_drop_alert",
-            0 < config.effective_clusters_drop_alert <= 1,
-            "in (0, 1]",
-        ),
-        ("min_coverage_alert", 0 <= config.min_coverage_alert <= 1, "in [0, 1]"),
-    ]
-    for name, ok, limit in limits:
-        if not ok:
-            raise CurationInputError(
-                f"config.health.{name}: must be {limit}, got {getattr(config, name)}"
-            )
 
 
 def _mean_dispersion(dispersion: dict[int, float], sizes: np.ndarray) -> float:
@@ -206,7 +185,6 @@ def round_health(
     earlier rounds; the last ``config.alert_window`` rounds of it form the alert window.
     Reference metrics are None without a reference (MMD also with fewer than 2 rows per side).
     """
-    _check_config(config)
     _check_rows("embeddings", len(embeddings), "labels", len(labels))
     _check_rows(
         "selected_embeddings", len(selected_embeddings), "selected_texts", len(selected_texts)

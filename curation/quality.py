@@ -8,16 +8,17 @@ robust distance cut (``outlier``) and a perplexity bound (``perplexity_too_high`
 from __future__ import annotations
 
 import re
-import zlib
 
 import numpy as np
 
 from curation.config import QualityConfig
+from curation.diversity import compression_ratio
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 # zlib's fixed overhead makes short texts look incompressible; the ratio only means
 # something once a text is long enough to contain repeats.
 _MIN_CHARS_FOR_COMPRESSION = 120
+_MIN_FOR_OUTLIERS = 20
 
 
 def repeated_ngram_fraction(text: str, n: int) -> float:
@@ -30,12 +31,6 @@ def repeated_ngram_fraction(text: str, n: int) -> float:
     return 1.0 - len(grams) / total
 
 
-def compression_ratio(text: str) -> float:
-    """zlib-compressed size over raw size; repetitive text compresses far below 0.5."""
-    raw = text.encode("utf-8", "surrogatepass")
-    return len(zlib.compress(raw, 9)) / max(1, len(raw))
-
-
 def degenerate_reason(text: str, config: QualityConfig) -> str | None:
     """The reason a text is unusable anywhere in the selection, or None when it is fine."""
     stripped = text.strip()
@@ -45,23 +40,25 @@ def degenerate_reason(text: str, config: QualityConfig) -> str | None:
         return "too_long"
     if len(stripped) < config.min_chars or len(_TOKEN.findall(stripped)) < config.min_words:
         return "too_short"
-    if repeated_ngram_fraction(stripped, config.repeated_ngram_n) > config.max_repeated_ngram_fraction:
+    if (
+        repeated_ngram_fraction(stripped, config.repeated_ngram_n)
+        > config.max_repeated_ngram_fraction
+    ):
         return "repetitive"
     if (
         len(stripped) >= _MIN_CHARS_FOR_COMPRESSION
-        and compression_ratio(stripped) < config.min_compression_ratio
+        and compression_ratio([stripped]) < config.min_compression_ratio
     ):
         return "repetitive"
     return None
 
 
-def outlier_cuts(
-    labels: np.ndarray, distances: np.ndarray, k: int, z: float
-) -> np.ndarray:
+def outlier_cuts(labels: np.ndarray, distances: np.ndarray, k: int, z: float) -> np.ndarray:
     """Per-cluster distance beyond which a member is an outlier: ``median_c + z * 1.4826 * MAD``.
 
     The MAD is pooled over all clusters' residuals: a small cluster's own MAD is too noisy (and
-    zero for two members), which would flag half of it.
+    zero for two members), which would flag half of it. With fewer than ``_MIN_FOR_OUTLIERS``
+    members in all, no scale is trustworthy and nothing is an outlier.
     """
     medians = np.full(k, np.inf)
     residuals = []
@@ -70,8 +67,8 @@ def outlier_cuts(
         if len(members):
             medians[c] = float(np.median(members))
             residuals.append(members - medians[c])
-    if not residuals:
-        return medians
+    if sum(len(r) for r in residuals) < _MIN_FOR_OUTLIERS:
+        return np.full(k, np.inf)
     pooled = np.abs(np.concatenate(residuals))
     mad = max(float(np.median(pooled)), 1e-3)
     return medians + z * 1.4826 * mad

@@ -34,7 +34,11 @@ def validate_feedback(feedback: Mapping[str, object], what: str = "feedback") ->
         raise CurationInputError(f"{what}: expected an object of metric name → number")
     clean: dict[str, float] = {}
     for name, value in feedback.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             raise CurationInputError(f"{what}.{name}: must be a finite number, got {value!r}")
         clean[str(name)] = float(value)
     return clean
@@ -75,10 +79,8 @@ class EdgeRatioPolicy:
             s = max(-1.0, min(1.0, 1.0 - dispersion / reference_dispersion))
         raw = cfg.r0 + cfg.alpha * s + cfg.gamma * g
         smoothed = raw if previous is None else cfg.ema * raw + (1.0 - cfg.ema) * previous
-        if cfg.static is not None:
-            ratio = cfg.static
-        else:
-            ratio = max(cfg.r_min, min(cfg.r_max, smoothed))
+        clipped = max(cfg.r_min, min(cfg.r_max, smoothed))
+        ratio = cfg.static if cfg.static is not None else clipped
         return RatioDecision(
             r0=cfg.r0,
             alpha=cfg.alpha,

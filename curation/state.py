@@ -38,7 +38,8 @@ class RunState:
         centroids = None
         if self.centroids is not None:
             c = np.ascontiguousarray(self.centroids, dtype="<f4")
-            centroids = {"shape": list(c.shape), "f32le_b64": base64.b64encode(c).decode()}
+            encoded = base64.b64encode(c.tobytes()).decode()
+            centroids = {"shape": list(c.shape), "f32le_b64": encoded}
         return {
             "version": STATE_VERSION,
             "round": self.round,
@@ -53,9 +54,7 @@ class RunState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunState:
         if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
-            raise CurationInputError(
-                f"state: not a DCES run state of version {STATE_VERSION}"
-            )
+            raise CurationInputError(f"state: not a DCES run state of version {STATE_VERSION}")
         try:
             centroids = None
             if data.get("centroids"):

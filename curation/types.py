@@ -6,7 +6,7 @@ training job can store and exchange them without pickling.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -26,7 +26,7 @@ class Sample:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def coerce(cls, item: Sample | Mapping[str, Any], index: int) -> Sample:
+    def coerce(cls, item: object, index: int) -> Sample:
         if isinstance(item, Sample):
             return item
         if not isinstance(item, Mapping):
@@ -40,7 +40,7 @@ class Sample:
         return cls(sid, text, extra)
 
 
-def coerce_samples(items: list[Sample] | list[Mapping[str, Any]], what: str) -> list[Sample]:
+def coerce_samples(items: Sequence[Sample | Mapping[str, Any]], what: str) -> list[Sample]:
     """Validate a batch: each item has a string id and text, ids are unique."""
     samples = [Sample.coerce(item, i) for i, item in enumerate(items)]
     seen: dict[str, int] = {}

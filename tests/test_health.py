@@ -1,11 +1,10 @@
-"""Health metrics on numpy embeddings and real texts, and alerts over a JSON round-tripped history."""
+"""Health metrics on numpy embeddings and real texts; alerts over a JSON round-tripped history."""
 
 from __future__ import annotations
 
 import json
 import math
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,6 @@ from curation.diversity import (
 from curation.health import round_health
 from curation.types import CurationInputError
 
-SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fortunes-sample.jsonl"
 # What a collapsing generator emits: the same sentence with a word or two swapped.
 REPETITIVE = [
     "The model is a helpful assistant and it answers the question.",
@@ -35,9 +33,8 @@ REPETITIVE = [
 
 
 @pytest.fixture(scope="module")
-def varied() -> list[str]:
-    with SAMPLE.open() as f:
-        return [json.loads(line)["text"] for line in f][:40]
+def varied(fortunes: list[dict[str, Any]]) -> list[str]:
+    return [f["text"] for f in fortunes[:40]]
 
 
 def cloud(rng: np.random.Generator, n: int, center: np.ndarray, spread: float) -> np.ndarray:
@@ -308,9 +305,7 @@ def test_effective_clusters_falling_over_the_window_alerts() -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    ("covered", "severity"), [(7, None), (6, "warning"), (5, "critical")]
-)
+@pytest.mark.parametrize(("covered", "severity"), [(7, None), (6, "warning"), (5, "critical")])
 def test_low_reference_coverage_alerts(covered: int, severity: str | None) -> None:
     labels = uniform(covered)
     healths = rounds([labels], [steady(covered)], k=10, reference_labels=uniform(10, 2))
@@ -391,7 +386,7 @@ def test_round_health_reports_every_metric_as_json() -> None:
         ("min_coverage_alert", -0.1, r"in \[0, 1\]"),
     ],
 )
-def test_round_health_rejects_out_of_range_config(field: str, value: float, limit: str) -> None:
+def test_round_health_rejects_out_of_range_config(field: str, value: Any, limit: str) -> None:
     config = replace(HealthConfig(), **{field: value})
     with pytest.raises(CurationInputError, match=rf"config\.health\.{field}: must be {limit}"):
         rounds([uniform(2)], [steady(2)], k=2, config=config)

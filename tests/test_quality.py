@@ -31,11 +31,18 @@ def test_no_real_fortune_is_degenerate(fortunes: list[dict]) -> None:
 
 
 def test_outlier_cut_uses_a_pooled_robust_scale() -> None:
-    labels = np.array([0, 0, 0, 0, 1, 1])
-    distances = np.array([0.1, 0.12, 0.11, 0.9, 0.2, 0.21])
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 30 + [1, 1])
+    distances = np.concatenate([0.3 + 0.02 * rng.normal(size=29), [0.9], [0.2, 0.29]])
     cuts = outlier_cuts(labels, distances, 2, z=4.0)
-    assert cuts[0] < 0.9 < 1.0
-    assert cuts[1] > 0.21  # a two-member cluster does not flag its farther member
+    assert cuts[0] < 0.9
+    assert np.sum(distances[:30] > cuts[0]) == 1
+    assert cuts[1] > 0.29  # a two-member cluster does not flag its farther member
+
+
+def test_too_few_samples_have_no_outliers() -> None:
+    cuts = outlier_cuts(np.array([0, 0, 0]), np.array([0.1, 0.1, 0.9]), 1, z=4.0)
+    assert np.isinf(cuts).all()
 
 
 def test_perplexity_cutoff_follows_the_reference_or_the_absolute_bound() -> None:

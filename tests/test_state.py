@@ -24,8 +24,14 @@ def test_state_round_trips_through_json() -> None:
     assert back.baseline_dispersion == {0: 0.3, 2: 0.4} and back.ratios == {1: 0.5}
 
 
-@pytest.mark.parametrize("bad", [{}, {"version": 1}, {"version": 1, "round": 0,
-                                 "centroids": {"shape": [2, 3], "f32le_b64": "AAAA"}}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {},
+        {"version": 1},
+        {"version": 1, "round": 0, "centroids": {"shape": [2, 3], "f32le_b64": "AAAA"}},
+    ],
+)
 def test_malformed_state_is_a_clear_error(bad: dict) -> None:
     with pytest.raises(CurationInputError, match="state"):
         RunState.from_dict(bad)

@@ -1,0 +1,216 @@
+"""The database: tables (SQLAlchemy 2 ORM) and the engine with its transaction rules.
+
+Portable column types only (strings, integers, floats, text holding JSON), so the same code runs
+on the embedded SQLite file and on PostgreSQL. Timestamps are UTC ISO-8601 strings: they sort
+lexicographically and read the same in every database.
+
+SQLite runs in WAL mode (readers never wait for the model worker's commit) with
+``synchronous=FULL`` (a committed round survives a power cut, not only ``kill -9``), and write
+transactions start with ``BEGIN IMMEDIATE`` so that two writers queue on the busy timeout instead of
+failing on a stale snapshot.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+RUN_FK = ForeignKey("runs.id", ondelete="CASCADE")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[str] = mapped_column(String(40))
+    overrides_json: Mapped[str] = mapped_column(Text)
+    config_json: Mapped[str] = mapped_column(Text)
+    rounds: Mapped[int] = mapped_column(Integer, default=0)
+    state_json: Mapped[str | None] = mapped_column(Text)  # state after the latest round
+
+
+class ReferenceRow(Base):
+    __tablename__ = "reference_samples"
+    __table_args__ = (UniqueConstraint("run_id", "sample_id"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(RUN_FK, index=True)
+    sample_id: Mapped[str] = mapped_column(String(512))
+    text: Mapped[str] = mapped_column(Text)
+    extra_json: Mapped[str | None] = mapped_column(Text)
+
+
+class RoundRow(Base):
+    """One committed round. ``report_json`` is the result without its per-sample decisions, which
+    sit in ``samples_json``: health and cluster reads never parse the (large) decision list."""
+
+    __tablename__ = "rounds"
+
+    run_id: Mapped[str] = mapped_column(RUN_FK, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[str] = mapped_column(String(40))
+    job_id: Mapped[str | None] = mapped_column(String(40))
+    budget: Mapped[int] = mapped_column(Integer)
+    samples: Mapped[int] = mapped_column(Integer)
+    selected: Mapped[int] = mapped_column(Integer)
+    feedback_json: Mapped[str | None] = mapped_column(Text)
+    feedback_source: Mapped[str] = mapped_column(String(10))
+    report_json: Mapped[str] = mapped_column(Text)
+    samples_json: Mapped[str] = mapped_column(Text)
+    state_json: Mapped[str] = mapped_column(Text)  # the run state after this round
+
+
+class FeedbackRow(Base):
+    __tablename__ = "feedback"
+
+    run_id: Mapped[str] = mapped_column(RUN_FK, primary_key=True)
+    round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    metrics_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[str] = mapped_column(String(40))
+
+
+class UploadRow(Base):
+    """A round's input, staged: chunked uploads from the client, or an inline batch."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    run_id: Mapped[str] = mapped_column(RUN_FK, index=True)
+    status: Mapped[str] = mapped_column(String(12))  # open | submitted
+    parts: Mapped[int] = mapped_column(Integer, default=0)
+    samples: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[str] = mapped_column(String(40))
+    expires_at: Mapped[str] = mapped_column(String(40))
+
+
+class UploadPartRow(Base):
+    __tablename__ = "upload_parts"
+
+    upload_id: Mapped[str] = mapped_column(
+        ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    samples: Mapped[int] = mapped_column(Integer)
+
+
+class UploadSampleRow(Base):
+    __tablename__ = "upload_samples"
+    __table_args__ = (UniqueConstraint("upload_id", "sample_id"),)
+
+    upload_id: Mapped[str] = mapped_column(
+        ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sample_id: Mapped[str] = mapped_column(String(512))
+    text: Mapped[str] = mapped_column(Text)
+    extra_json: Mapped[str | None] = mapped_column(Text)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("run_id", "idempotency_key"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    run_id: Mapped[str | None] = mapped_column(RUN_FK, index=True)
+    status: Mapped[str] = mapped_column(String(12), index=True)
+    stage: Mapped[str | None] = mapped_column(String(40))
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    upload_id: Mapped[str | None] = mapped_column(String(40))
+    samples: Mapped[int] = mapped_column(Integer)
+    budget: Mapped[int] = mapped_column(Integer)
+    feedback_json: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    round: Mapped[int | None] = mapped_column(Integer)
+    error_json: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[str] = mapped_column(String(40))
+    started_at: Mapped[str | None] = mapped_column(String(40))
+    finished_at: Mapped[str | None] = mapped_column(String(40))
+
+
+def now_iso(delta_s: float = 0.0) -> str:
+    """UTC now (+ ``delta_s``) as a fixed-width ISO string (sorts as time does)."""
+    moment = datetime.now(UTC) + timedelta(seconds=delta_s)
+    return moment.isoformat(timespec="milliseconds")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+class Database:
+    """The engine plus ``read()`` / ``write()`` transactions; safe to share across threads."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _make_engine(url)
+        self._writer = self.engine.execution_options(dces_write=True)
+        Base.metadata.create_all(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One transaction: everything inside commits together or not at all."""
+        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _make_engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    path = url.split("///", 1)[1] if "///" in url else ""
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN below be the only one
+        cursor = dbapi_conn.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
+                       "busy_timeout=30000"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("dces_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine

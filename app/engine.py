@@ -1,0 +1,99 @@
+"""The service's side of the engine: run configs and the loaded models.
+
+A run's config is resolved once, at ``POST /v1/runs``: the server's default models, then the
+run's overrides, type-checked field by field, so a bad override is a 422 naming the key and not
+a failed round later. Models are loaded once and shared by every run whose config asks for
+them; only the model worker thread touches them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import astuple
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from app.problems import InvalidInput
+from app.settings import Settings
+from curation import CurationConfig, Curator
+from curation.config import EmbedConfig
+from curation.embed import Embedder, load_embedder
+from curation.lm import CausalLM, load_causal_lm
+
+log = logging.getLogger("dces.engine")
+_CONFIG = TypeAdapter(CurationConfig)
+M = TypeVar("M")
+
+
+def base_config(settings: Settings) -> CurationConfig:
+    """The defaults every run starts from: the engine's, with the server's models."""
+    return CurationConfig.from_dict({
+        "embed": {"model": settings.embedding_model, "dtype": settings.embedding_dtype},
+        "edit": {"model": settings.lm_model},
+    })
+
+
+def resolve_config(settings: Settings, overrides: dict[str, Any]) -> CurationConfig:
+    """Server defaults + overrides, every value checked against its declared type (422)."""
+    try:
+        merged = base_config(settings).with_overrides(overrides)
+    except ValueError as exc:  # "config.ratio.foo: unknown setting (known: ...)"
+        name, _, message = str(exc).partition(": ")
+        raise InvalidInput(str(exc), errors=[{"field": name, "message": message}]) from exc
+    try:
+        return _CONFIG.validate_json(json.dumps(merged.to_dict()), strict=True)
+    except ValidationError as exc:
+        errors = [{"field": ".".join(["config", *map(str, e["loc"])]), "message": e["msg"]}
+                  for e in exc.errors()]
+        raise InvalidInput("; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                           errors=errors) from exc
+
+
+class EngineModels:
+    """Embedders and LMs by config, least recently used evicted beyond ``max_loaded_models``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._embedders: OrderedDict[tuple[Any, ...], Embedder] = OrderedDict()
+        self._lms: OrderedDict[str | None, CausalLM] = OrderedDict()
+
+    def load_defaults(self) -> None:
+        config = base_config(self.settings)
+        self._embedder(config.embed)
+        if self.settings.preload_lm:
+            self._lm(config.edit.model)
+
+    def curator(self, config: CurationConfig) -> Curator:
+        """A curator for ``config`` sharing the loaded models (LM only when the config uses it)."""
+        curator = Curator(config, embedder=self._embedder(config.embed))
+        if curator.uses_lm:
+            curator = Curator(config, embedder=curator.embedder, lm=self._lm(config.edit.model))
+        return curator
+
+    def describe(self) -> dict[str, Any]:
+        """For /info: what is loaded now (read from other threads: plain lists, no locking)."""
+        return {
+            "embedders": [e.name for e in list(self._embedders.values())],
+            "lms": [lm.name for lm in list(self._lms.values())],
+        }
+
+    def _embedder(self, cfg: EmbedConfig) -> Embedder:
+        return self._get(self._embedders, astuple(cfg), lambda: load_embedder(
+            cfg.model, cfg.dtype, cfg.batch_size, cfg.cache_size))
+
+    def _lm(self, name: str | None) -> CausalLM:
+        return self._get(self._lms, name, lambda: load_causal_lm(name))
+
+    def _get(self, cache: OrderedDict[Any, M], key: Any, load: Callable[[], M]) -> M:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        log.info("loading model", extra={"model": str(key)})
+        cache[key] = load()
+        while len(cache) > self.settings.max_loaded_models:
+            cache.popitem(last=False)
+        return cache[key]

@@ -1,0 +1,161 @@
+"""What the model worker runs: round jobs (stored, resumable) and stateless curations.
+
+A round job reads its input and the run's state in the transaction that marks it running,
+curates, and commits round + state + job success in one transaction. If the process dies in
+between, nothing of the round is stored and the job is still ``running`` in the database:
+:meth:`RoundRunner.recover` at the next startup resumes it (its input is still stored) or, past
+``job_max_attempts`` or with ``resume_jobs`` off, marks it failed with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from app.job_storage import JobStore, RoundInput
+from app.metrics import Metrics
+from app.problems import Interrupted, problem_document
+from app.settings import Settings
+from app.worker import ModelWorker, Reservation, Task, TaskContext
+from curation import CurationConfig, RunState
+
+log = logging.getLogger("dces.jobs")
+PROGRESS_EVERY_S = 0.5
+
+
+class RoundRunner:
+    """Creates round tasks, tracks the ones in this process, recovers the ones left by a crash."""
+
+    def __init__(self, settings: Settings, jobs: JobStore, worker: ModelWorker, metrics: Metrics
+                 ) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.worker = worker
+        self.metrics = metrics
+        self.active: dict[str, Future[dict[str, Any]]] = {}
+
+    # -- submitting -----------------------------------------------------------------------------
+
+    def submit(self, slot: Reservation, job_id: str) -> Future[dict[str, Any]]:
+        """Queue job ``job_id`` in a reserved slot; the future resolves with the finished job."""
+        task = self._task(job_id)
+        slot.submit(task)
+        return task.future
+
+    def recover(self) -> list[str]:
+        """At startup: resume or fail every job a previous process left queued or running."""
+        resumed = []
+        for job in self.jobs.unfinished_jobs():
+            crashed = job["status"] == "running"
+            reason = None
+            if not self.settings.resume_jobs:
+                reason = "the service restarted before this job finished and resume_jobs is off"
+            elif crashed and job["attempts"] >= self.settings.job_max_attempts:
+                reason = (f"the service process stopped while running this job "
+                          f"{job['attempts']} times (job_max_attempts = "
+                          f"{self.settings.job_max_attempts}); giving up")
+            if reason is not None:
+                self.jobs.finish_failed(job["id"], problem_document(Interrupted(reason)), reason)
+                self.metrics.jobs.labels("failed").inc()
+                log.warning("job not resumed", extra={"job_id": job["id"], "reason": reason})
+                continue
+            if crashed:
+                self.jobs.requeue(job["id"], f"resumed after a restart (the process stopped "
+                                             f"during attempt {job['attempts']})")
+            self.worker.submit_recovered(self._task(job["id"]))
+            resumed.append(job["id"])
+            log.info("job resumed", extra={"job_id": job["id"], "was": job["status"]})
+        return resumed
+
+    async def wait(self, job_id: str, timeout: float) -> None:
+        """Wait up to ``timeout`` s for a job running in this process (long polling)."""
+        future = self.active.get(job_id)
+        if future is None or timeout <= 0:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout)
+        except Exception:
+            return  # timed out or failed: the caller reads the job's stored status either way
+
+    # -- running (on the worker thread) ---------------------------------------------------------
+
+    def _task(self, job_id: str) -> Task[dict[str, Any]]:
+        task = Task(f"round job {job_id}", lambda ctx: self._run(ctx, job_id))
+        self.active[job_id] = task.future
+        task.future.add_done_callback(lambda _f: self.active.pop(job_id, None))
+        return task
+
+    def _run(self, ctx: TaskContext, job_id: str) -> dict[str, Any]:
+        try:
+            inp = self.jobs.start_job(job_id)
+            if inp is None:  # finished or deleted meanwhile
+                return self.jobs.get_job(job_id)
+            log.info("round started", extra={"job_id": job_id, "run_id": inp.run_id,
+                                             "round": inp.round, "samples": len(inp.samples)})
+            result = self._curate(ctx, inp)
+        except Interrupted as exc:
+            note = f"interrupted ({exc}); it resumes when the service restarts"
+            self.jobs.requeue(job_id, note)
+            log.warning("round interrupted", extra={"job_id": job_id, "reason": str(exc)})
+            raise Interrupted(note, headers={"Retry-After": "5"}) from exc
+        except Exception as exc:
+            self.jobs.finish_failed(job_id, problem_document(exc))
+            self.metrics.jobs.labels("failed").inc()
+            log.warning("round failed", extra={"job_id": job_id, "error": str(exc)},
+                        exc_info=problem_document(exc)["status"] >= 500)
+            raise
+        self.metrics.observe_round(result, "run")
+        self.metrics.jobs.labels("succeeded").inc()
+        log.info("round committed", extra={"job_id": job_id, "run_id": inp.run_id,
+                                           "round": inp.round, "selected": result["selected"]})
+        return self.jobs.get_job(job_id)
+
+    def _curate(self, ctx: TaskContext, inp: RoundInput) -> dict[str, Any]:
+        curator = ctx.models.curator(CurationConfig.from_dict(inp.config))
+        state = RunState.from_dict(inp.state) if inp.state is not None else None
+        report = ProgressWriter(self.jobs, inp.job_id, ctx)
+        result, new_state = curator.curate(
+            inp.samples, inp.budget, state=state, reference=inp.reference or None,
+            feedback=inp.feedback, progress=report)
+        data = result.to_dict()
+        self.jobs.commit_round(inp, data, new_state.to_dict())
+        return data
+
+
+def stateless_task(metrics: Metrics, config: CurationConfig, samples: Sequence[Mapping[str, Any]],
+                   budget: int, reference: Sequence[Mapping[str, Any]],
+                   state: dict[str, Any] | None, feedback: dict[str, float] | None
+                   ) -> Task[dict[str, Any]]:
+    """``POST /v1/curate``: one round, nothing stored; the caller keeps the returned state."""
+    def run(ctx: TaskContext) -> dict[str, Any]:
+        curator = ctx.models.curator(config)
+        result, new_state = curator.curate(
+            samples, budget, state=RunState.from_dict(state) if state is not None else None,
+            reference=reference or None, feedback=feedback, progress=ctx.progress)
+        data = result.to_dict()
+        metrics.observe_round(data, "stateless")
+        return {"result": data, "state": new_state.to_dict()}
+
+    return Task("stateless curate", run)
+
+
+class ProgressWriter:
+    """The engine's progress callback: checks for shutdown, stores progress at most every 0.5 s."""
+
+    def __init__(self, jobs: JobStore, job_id: str, ctx: TaskContext) -> None:
+        self.jobs = jobs
+        self.job_id = job_id
+        self.ctx = ctx
+        self.stage: str | None = None
+        self.written = 0.0
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        self.ctx.progress(stage, fraction)
+        now = time.monotonic()
+        if stage != self.stage or now - self.written >= PROGRESS_EVERY_S:
+            self.stage, self.written = stage, now
+            self.jobs.set_progress(self.job_id, stage, fraction)

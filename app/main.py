@@ -1,0 +1,85 @@
+"""``create_app(settings)``: the FastAPI application, wired from explicit parts.
+
+The lifespan resumes or fails jobs left by a previous process, then starts the model worker,
+which loads the models in its own thread: the app answers ``/livez`` and ``/readyz`` ("loading")
+while they load. On shutdown the worker drains (see :mod:`app.worker`) before the database closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from app import __version__, routes_curate, routes_jobs, routes_ops, routes_rounds, routes_runs
+from app.db_models import Database
+from app.engine import EngineModels
+from app.job_storage import JobStore
+from app.jobs import RoundRunner
+from app.limits import BodyLimitMiddleware
+from app.metrics import Metrics
+from app.observe import RequestObserver
+from app.problems import install_problem_handlers
+from app.services import Services, require_token
+from app.settings import Settings
+from app.storage import RunStore
+from app.worker import ModelWorker
+
+log = logging.getLogger("dces.app")
+
+DESCRIPTION = """Curates synthetic training data between the rounds of a self-training job.
+
+POST a round's candidates to `/v1/runs/{run_id}/rounds` and get back a selection that balances
+center samples (token-edited) and edge samples (quality-filtered), with per-cluster ratios and
+health. Errors are `application/problem+json` (RFC 9457). See `/info` for the limits.
+"""
+
+
+def build_services(settings: Settings) -> Services:
+    db = Database(settings.resolved_database_url)
+    runs = RunStore(db)
+    jobs = JobStore(db, runs)
+
+    def load_models() -> EngineModels:
+        models = EngineModels(settings)
+        models.load_defaults()
+        return models
+
+    worker = ModelWorker(load_models, settings.queue_size)
+    metrics = Metrics(lambda: worker.depth, lambda: worker.alive)
+    runner = RoundRunner(settings, jobs, worker, metrics)
+    return Services(settings, db, runs, jobs, worker, runner, metrics)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    services = build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        expired = services.jobs.expire_uploads()
+        resumed = services.runner.recover()
+        log.info("starting", extra={"resumed_jobs": resumed, "expired_uploads": expired,
+                                    "database": services.db.dialect})
+        services.worker.start()
+        yield
+        services.worker.drain(settings.shutdown_grace_s)
+        stopped = await asyncio.to_thread(services.worker.join, settings.shutdown_grace_s + 5)
+        log.info("stopped", extra={"worker_stopped": stopped})
+        services.db.close()
+
+    app = FastAPI(title="DCES curation service", version=__version__, description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.services = services
+    install_problem_handlers(app)
+    app.include_router(routes_ops.router)
+    if settings.fault_injection:
+        app.post("/debug/crash-worker", include_in_schema=False)(routes_ops.crash_worker)
+    for module in (routes_runs, routes_rounds, routes_jobs, routes_curate):
+        app.include_router(module.router, dependencies=[Depends(require_token)])
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestObserver, metrics=services.metrics)
+    return app

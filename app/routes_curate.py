@@ -1,0 +1,49 @@
+"""``POST /v1/curate``: one stateless round for one-off use; nothing is stored.
+
+It still runs on the model worker (429 when the queue is full). The caller may pass back the
+returned ``state`` to curate a next round without a run. If the caller disconnects, the work
+stops at the engine's next progress report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from app.engine import resolve_config
+from app.jobs import stateless_task
+from app.limits import check_metrics, check_samples, check_unique_ids
+from app.schemas import CurateIn, CurateOut
+from app.services import Svc
+from curation import RunState
+
+router = APIRouter(prefix="/v1", tags=["curate"])
+DISCONNECT_POLL_S = 1.0
+
+
+@router.post("/curate", response_model=CurateOut)
+async def curate(body: CurateIn, svc: Svc, request: Request) -> dict[str, Any]:
+    """Curate ``samples`` with ``config`` overrides, optional ``reference`` and ``state``."""
+    check_samples(body.samples, svc.settings)
+    check_unique_ids(body.samples)
+    check_samples(body.reference, svc.settings, "reference")
+    check_unique_ids(body.reference, "reference")
+    check_metrics(body.feedback, svc.settings, "feedback")
+    config = resolve_config(svc.settings, body.config)
+    if body.state is not None:
+        RunState.from_dict(body.state)  # 422 now rather than a failed task
+    task = stateless_task(svc.metrics, config, [s.to_engine() for s in body.samples],
+                          body.budget, [s.to_engine() for s in body.reference], body.state,
+                          body.feedback)
+    with svc.worker.reservation() as slot:
+        slot.submit(task)
+    waiting = asyncio.wrap_future(task.future)
+    while True:
+        done, _ = await asyncio.wait({waiting}, timeout=DISCONNECT_POLL_S)
+        if done:
+            return waiting.result()
+        if await request.is_disconnected():
+            task.cancelled.set()
+            return await waiting

@@ -1,0 +1,65 @@
+"""Operations: liveness, readiness, service info, Prometheus metrics (no auth, no /v1 prefix).
+
+``/readyz`` is 200 only while the models are loaded, the worker thread is alive and the service
+is not draining; ``/livez`` fails only when the worker has died, which no request can repair, so
+an orchestrator restarts the process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+from fastapi.responses import JSONResponse
+
+from app import __version__
+from app.schemas import InfoOut, ReadyOut
+from app.services import Svc
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/livez")
+def livez(svc: Svc) -> JSONResponse:
+    dead = svc.worker.status == "dead"
+    return JSONResponse({"alive": not dead, "detail": svc.worker.reason},
+                        status_code=status.HTTP_503_SERVICE_UNAVAILABLE if dead else 200)
+
+
+@router.get("/readyz", response_model=ReadyOut,
+            responses={503: {"model": ReadyOut, "description": "Not ready (see status)"}})
+async def readyz(svc: Svc) -> JSONResponse:
+    """Async on purpose: it answers from the event loop, whatever the thread pool is doing."""
+    worker = svc.worker
+    body = {"ready": worker.ready, "status": worker.phase, "detail": worker.reason,
+            "queue_depth": worker.depth}
+    return JSONResponse(body, status_code=200 if worker.ready else 503)
+
+
+@router.get("/info", response_model=InfoOut)
+def info(svc: Svc) -> dict[str, Any]:
+    """Version, models, and the limits a client must respect (it splits its requests by them)."""
+    settings = svc.settings
+    return {
+        "version": __version__,
+        "models": {
+            "embedding": settings.embedding_model or "all-MiniLM-L6-v2 (bundled)",
+            "lm": settings.lm_model or "SmolLM2-135M-Instruct (bundled)",
+            "loaded": svc.worker.models.describe() if svc.worker.models is not None else None,
+        },
+        "limits": settings.limits(),
+        "auth": settings.api_token is not None,
+        "database": svc.db.dialect,
+    }
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(svc: Svc) -> Response:
+    body, content_type = svc.metrics.render()
+    return Response(body, media_type=content_type)
+
+
+def crash_worker(svc: Svc) -> dict[str, str]:
+    """Fault injection (DCES_FAULT_INJECTION=true only): end the worker thread."""
+    svc.worker.crash()
+    return {"status": "crash requested"}

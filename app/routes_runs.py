@@ -1,0 +1,101 @@
+"""Runs, their reference samples, their feedback and their current state.
+
+Plain ``def`` handlers: FastAPI runs them in its thread pool, so database I/O never blocks the
+event loop that answers ``/readyz``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+
+from app.engine import resolve_config
+from app.limits import check_metrics, check_samples, check_unique_ids
+from app.schemas import (
+    FeedbackIn,
+    FeedbackList,
+    FeedbackOut,
+    ReferenceIn,
+    ReferenceOut,
+    ReferencePage,
+    RunCreate,
+    RunList,
+    RunOut,
+)
+from app.services import Svc
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=RunOut)
+def create_run(body: RunCreate, svc: Svc, response: Response) -> dict[str, Any]:
+    """Create a run. ``config`` overrides are validated now: an unknown key or a wrong type is a
+    422 naming it. The resolved config is stored, so later server upgrades do not change it."""
+    config = resolve_config(svc.settings, body.config)
+    run = svc.runs.create_run(body.name, body.config, config.to_dict())
+    response.headers["Location"] = f"/v1/runs/{run['id']}"
+    return run
+
+
+@router.get("", response_model=RunList)
+def list_runs(svc: Svc, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
+    runs, total = svc.runs.list_runs(limit, offset)
+    return {"runs": runs, "total": total}
+
+
+@router.get("/{run_id}", response_model=RunOut)
+def get_run(run_id: str, svc: Svc) -> dict[str, Any]:
+    return svc.runs.get_run(run_id)
+
+
+@router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_run(run_id: str, svc: Svc) -> Response:
+    """Delete a run with its reference, rounds, feedback, uploads and jobs."""
+    svc.runs.delete_run(run_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{run_id}/state")
+def get_state(run_id: str, svc: Svc) -> dict[str, Any] | None:
+    """The engine state after the latest round (null before the first): what ``dces curate
+    --state`` reads, so a run can move between the service and the CLI."""
+    return svc.runs.run_state(run_id)
+
+
+@router.post("/{run_id}/reference", response_model=ReferenceOut)
+def add_reference(run_id: str, body: ReferenceIn, svc: Svc) -> dict[str, Any]:
+    """Append real (human) reference samples. Re-sending a stored sample is a no-op, so a
+    retried or chunked append is safe; the same id with another text is a 409."""
+    check_samples(body.samples, svc.settings)
+    check_unique_ids(body.samples)
+    added, unchanged, total = svc.runs.add_reference(
+        run_id, [s.to_engine() for s in body.samples], svc.settings.max_reference_samples)
+    return {"added": added, "unchanged": unchanged, "total": total}
+
+
+@router.get("/{run_id}/reference", response_model=ReferencePage)
+def list_reference(run_id: str, svc: Svc, limit: Limit = 100, offset: Offset = 0
+                   ) -> dict[str, Any]:
+    total, samples = svc.runs.reference_page(run_id, limit, offset)
+    return {"total": total, "samples": samples}
+
+
+@router.post("/{run_id}/feedback", response_model=FeedbackOut,
+             responses={200: {"description": "Unchanged (the same metrics were stored)"},
+                        201: {"description": "Stored"}})
+def post_feedback(run_id: str, body: FeedbackIn, svc: Svc, response: Response
+                  ) -> dict[str, Any]:
+    """Training metrics of a finished round (default: the latest), e.g. ``heldout_perplexity``,
+    ``generation_entropy``, ``eval_loss``, ``ece``. The next round's edge ratios use them."""
+    check_metrics(body.metrics, svc.settings, "metrics")
+    feedback, created = svc.runs.put_feedback(run_id, body.round, body.metrics)
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return feedback
+
+
+@router.get("/{run_id}/feedback", response_model=FeedbackList)
+def list_feedback(run_id: str, svc: Svc) -> dict[str, Any]:
+    return {"feedback": svc.runs.list_feedback(run_id)}

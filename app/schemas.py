@@ -1,0 +1,267 @@
+"""Request and response bodies of the HTTP API (they make ``/docs`` useful).
+
+Limits that depend on settings (samples per request, text length) are checked in
+:mod:`app.limits`, not here, because pydantic constraints are fixed at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Metrics = dict[Annotated[str, Field(min_length=1, max_length=200)], FiniteFloat]
+
+
+class SampleIn(BaseModel):
+    """One sample; fields other than ``id`` and ``text`` are carried through untouched."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={
+        "examples": [{"id": "s1", "text": "A synthetic sentence.", "source": "gen-3"}]})
+
+    id: str = Field(min_length=1, description="Unique within the batch.")
+    text: str
+
+    def to_engine(self) -> dict[str, Any]:
+        return {**(self.model_extra or {}), "id": self.id, "text": self.text}
+
+
+Samples = Annotated[list[SampleIn], Field(min_length=1)]
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+class RunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=200)
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Curation config overrides, nested like CurationConfig (e.g. "
+                    '{"ratio": {"r0": 0.4}, "edit": {"enabled": false}}); unknown keys → 422.',
+    )
+
+
+class RunOut(BaseModel):
+    id: str
+    name: str | None
+    created_at: str
+    rounds: int = Field(description="Committed rounds.")
+    reference_samples: int
+    overrides: dict[str, Any]
+    config: dict[str, Any] = Field(description="The resolved config every round of this run uses.")
+
+
+class RunList(BaseModel):
+    runs: list[RunOut]
+    total: int
+
+
+class ReferenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    samples: Samples
+
+
+class ReferenceOut(BaseModel):
+    added: int
+    unchanged: int = Field(description="Already stored with the same text (a retried append).")
+    total: int
+
+
+class ReferencePage(BaseModel):
+    total: int
+    samples: list[dict[str, Any]]
+
+
+# -- rounds -------------------------------------------------------------------------------------
+
+
+class RoundIn(BaseModel):
+    """Exactly one of ``samples`` (inline) or ``upload`` (the id of a staged, chunked upload)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    samples: Samples | None = None
+    upload: str | None = Field(None, description="An upload id from POST /v1/runs/{id}/uploads.")
+    budget: int = Field(ge=1, description="How many samples to select.")
+    feedback: Metrics | None = Field(
+        None, description="Training metrics of the previous round; default: the posted feedback.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RoundIn:
+        if (self.samples is None) == (self.upload is None):
+            raise ValueError("give exactly one of 'samples' or 'upload'")
+        return self
+
+
+class RoundSummary(BaseModel):
+    run_id: str
+    round: int
+    created_at: str
+    job_id: str | None
+    budget: int
+    samples: int
+    selected: int
+    feedback_source: Literal["body", "posted", "none"]
+    alerts: list[Any]
+
+
+class RoundList(BaseModel):
+    rounds: list[RoundSummary]
+
+
+class SampleDecisionOut(BaseModel):
+    id: str
+    selected: bool
+    role: Literal["center", "edge"] | None
+    cluster: int
+    distance: float
+    text: str = Field(description="The output text: edited for center samples.")
+    edits: list[dict[str, Any]]
+    reason: str | None = Field(description="Why not selected: a quality rule or 'not_selected'.")
+
+
+class RoundOut(BaseModel):
+    """A committed round: the engine's result plus where it came from."""
+
+    run_id: str
+    round: int
+    created_at: str
+    job_id: str | None
+    feedback: dict[str, float] | None
+    feedback_source: Literal["body", "posted", "none"]
+    budget: int
+    selected: int
+    samples: list[SampleDecisionOut]
+    clusters: list[dict[str, Any]] = Field(description="Per cluster, with 'edge_ratio' and why.")
+    feedback_signal: dict[str, float]
+    health: dict[str, Any]
+    edit_stats: dict[str, Any]
+    rejected: dict[str, int]
+    timings: dict[str, float]
+
+
+# -- uploads (chunked rounds) -------------------------------------------------------------------
+
+
+class UploadOut(BaseModel):
+    id: str
+    run_id: str
+    status: Literal["open", "submitted"]
+    parts: int
+    samples: int
+    created_at: str
+    expires_at: str
+
+
+class PartIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    samples: Samples
+
+
+class PartOut(BaseModel):
+    upload: str
+    part: int
+    samples: int
+    total_samples: int
+    unchanged: bool = Field(description="True when this part was already stored (a retry).")
+
+
+# -- feedback, clusters, health -----------------------------------------------------------------
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    round: int | None = Field(
+        None, ge=0, description="The finished round these metrics describe (0: before round 1); "
+                                "default: the latest round.")
+    metrics: Annotated[Metrics, Field(min_length=1)]
+
+
+class FeedbackOut(BaseModel):
+    run_id: str
+    round: int
+    metrics: dict[str, float]
+    created_at: str
+
+
+class FeedbackList(BaseModel):
+    feedback: list[FeedbackOut]
+
+
+class ClustersOut(BaseModel):
+    run_id: str
+    round: int
+    clusters: list[dict[str, Any]]
+
+
+class HealthOut(BaseModel):
+    run_id: str
+    rounds: list[int]
+    series: dict[str, list[Any]] = Field(description="Each scalar health metric, one per round.")
+    alerts: list[Any] = Field(description="Alerts of the latest round.")
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    status: JobStatus
+    stage: str | None
+    progress: float
+    run_id: str | None
+    round: int | None = Field(description="The committed round once succeeded.")
+    samples: int
+    attempts: int
+    error: dict[str, Any] | None = Field(description="A problem document when failed.")
+    note: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    links: dict[str, str]
+
+
+# -- stateless ----------------------------------------------------------------------------------
+
+
+class CurateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    samples: Samples
+    budget: int = Field(ge=1)
+    config: dict[str, Any] = Field(default_factory=dict)
+    reference: list[SampleIn] = Field(default_factory=list)
+    state: dict[str, Any] | None = Field(None, description="A state from an earlier call.")
+    feedback: Metrics | None = None
+
+
+class CurateOut(BaseModel):
+    result: dict[str, Any]
+    state: dict[str, Any]
+
+
+# -- ops ----------------------------------------------------------------------------------------
+
+
+class InfoOut(BaseModel):
+    version: str
+    models: dict[str, Any]
+    limits: dict[str, int]
+    auth: bool
+    database: str
+
+
+class ReadyOut(BaseModel):
+    ready: bool
+    status: str
+    detail: str | None
+    queue_depth: int

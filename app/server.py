@@ -1,0 +1,45 @@
+"""``dces serve`` / ``python -m app.server``: uvicorn, one worker, graceful SIGTERM.
+
+On SIGTERM (or SIGINT) the model worker starts draining at once, before uvicorn waits for open
+requests: a running round gets ``shutdown_grace_s`` to finish, queued jobs stay queued in the
+database and resume at the next start.
+"""
+
+from __future__ import annotations
+
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from app.logs import configure_logging
+from app.main import create_app
+from app.settings import Settings
+from app.worker import ModelWorker
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, worker: ModelWorker, grace_s: float) -> None:
+        super().__init__(config)
+        self.worker = worker
+        self.grace_s = grace_s
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.worker.drain(self.grace_s)
+        super().handle_exit(sig, frame)
+
+
+def serve(settings_overrides: dict[str, Any] | None = None) -> None:
+    """Run the service until SIGTERM/SIGINT; ``settings_overrides`` win over DCES_* variables."""
+    settings = Settings(**(settings_overrides or {}))
+    configure_logging(settings.log_level, settings.log_json)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, workers=1, lifespan="on",
+        log_config=None, access_log=False, log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5)
+    DrainingServer(config, app.state.services.worker, settings.shutdown_grace_s).run()
+
+
+if __name__ == "__main__":
+    serve()

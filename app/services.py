@@ -1,0 +1,56 @@
+"""The objects one app instance shares between requests, and the dependencies that hand them out.
+
+Built by :func:`app.main.create_app`, kept on ``app.state.services``; routes get them with
+``svc: Svc`` and never reach for globals, so two apps in one process do not share state.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.db_models import Database
+from app.job_storage import JobStore
+from app.jobs import RoundRunner
+from app.metrics import Metrics
+from app.problems import Unauthorized
+from app.settings import Settings
+from app.storage import RunStore
+from app.worker import ModelWorker
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    runs: RunStore
+    jobs: JobStore
+    worker: ModelWorker
+    runner: RoundRunner
+    metrics: Metrics
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+Svc = Annotated[Services, Depends(get_services)]
+_bearer = HTTPBearer(auto_error=False, description="Set when the server has DCES_API_TOKEN.")
+
+
+def require_token(
+    svc: Svc, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Every /v1 route: with DCES_API_TOKEN set, 'Authorization: Bearer <token>' must match."""
+    expected = svc.settings.api_token
+    if expected is None:
+        return
+    given = credentials.credentials if credentials is not None else ""
+    if not secrets.compare_digest(given.encode(), expected.get_secret_value().encode()):
+        raise Unauthorized("missing or wrong bearer token: send 'Authorization: Bearer <token>' "
+                           "with the server's DCES_API_TOKEN")

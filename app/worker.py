@@ -1,0 +1,236 @@
+"""The one model worker: a thread that owns the models and runs CPU-bound tasks from a queue.
+
+The event loop never curates: it reserves a queue slot (429 with ``Retry-After`` when none is
+free), stores the job, hands the task over and awaits its future. The worker loads the models
+first (``/readyz`` says "loading" meanwhile), and if the thread ever dies, ``alive`` turns False
+and every waiting task fails with 503: readiness follows the thread, not a flag set at startup.
+
+On SIGTERM, :meth:`ModelWorker.drain` stops it taking new tasks; the running task may finish
+within the grace period, after which its next progress report raises ``Interrupted``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
+
+from app.problems import Interrupted, QueueFull, Unavailable
+
+log = logging.getLogger("dces.worker")
+T = TypeVar("T")
+
+
+class WorkerCrash(BaseException):
+    """Escapes the per-task error handling and ends the worker thread (fault injection)."""
+
+
+class TaskContext:
+    """What a task gets: the loaded models and a progress hook that is also its stop point."""
+
+    def __init__(self, worker: ModelWorker, task: Task[Any]) -> None:
+        self.models = worker.models
+        self._worker = worker
+        self._task = task
+
+    def progress(self, stage: str, fraction: float) -> None:
+        if self._task.cancelled.is_set():
+            raise Interrupted("the caller went away")
+        if self._worker.past_deadline():
+            raise Interrupted("the service is shutting down")
+        if self._task.on_progress is not None:
+            self._task.on_progress(stage, fraction)
+
+
+class Task(Generic[T]):
+    """A unit of model work; ``future`` resolves with ``fn``'s return value or exception."""
+
+    def __init__(self, name: str, fn: Callable[[TaskContext], T],
+                 on_progress: Callable[[str, float], None] | None = None) -> None:
+        self.name = name
+        self.fn = fn
+        self.on_progress = on_progress
+        self.future: Future[T] = Future()
+        self.cancelled = threading.Event()
+
+
+class Reservation:
+    """A queue slot held while the job is stored; released unless a task is submitted."""
+
+    def __init__(self, worker: ModelWorker) -> None:
+        self._worker = worker
+        self.used = False
+
+    def submit(self, task: Task[Any]) -> None:
+        self.used = True
+        self._worker._put(task)
+
+
+_STOP = object()
+
+
+class ModelWorker:
+    def __init__(self, load: Callable[[], Any], capacity: int) -> None:
+        self._load = load
+        self.capacity = capacity
+        self.models: Any = None
+        self.status = "starting"  # starting → loading → ready → (dead | stopped)
+        self.reason: str | None = None
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._lock = threading.Lock()
+        self._pending = 0  # queued + reserved tasks
+        self._mean_task_s = 5.0
+        self._deadline: float | None = None
+        self._thread = threading.Thread(target=self._run, name="dces-model-worker", daemon=True)
+        self.current: str | None = None
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and self.status != "dead"
+
+    @property
+    def ready(self) -> bool:
+        return self.alive and self.status == "ready" and self._deadline is None
+
+    @property
+    def phase(self) -> str:
+        """What /readyz reports: starting, loading, ready, draining, stopped or dead."""
+        if self.alive and self._deadline is not None:
+            return "draining"
+        return self.status
+
+    @property
+    def depth(self) -> int:
+        """Tasks waiting (queued or being stored), not counting the running one."""
+        return self._pending
+
+    def retry_after(self) -> int:
+        """Seconds until a slot is likely free: about one mean task, at least 1."""
+        return max(1, min(300, math.ceil(self._mean_task_s)))
+
+    def past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() > self._deadline
+
+    # -- submitting -----------------------------------------------------------------------------
+
+    @contextmanager
+    def reservation(self) -> Iterator[Reservation]:
+        """A slot in the queue, or :class:`QueueFull` (429) / :class:`Unavailable` (503)."""
+        self._check_accepting()
+        with self._lock:
+            if self._pending >= self.capacity:
+                raise QueueFull(
+                    f"the model worker queue is full ({self.capacity} jobs waiting, "
+                    f"queue_size = {self.capacity}); retry after {self.retry_after()} s",
+                    headers={"Retry-After": str(self.retry_after())})
+            self._pending += 1
+        slot = Reservation(self)
+        try:
+            yield slot
+        finally:
+            if not slot.used:
+                with self._lock:
+                    self._pending -= 1
+
+    def submit_recovered(self, task: Task[Any]) -> None:
+        """Queue a job accepted before a restart (beyond capacity: it was already accepted)."""
+        with self._lock:
+            self._pending += 1
+        self._put(task)
+
+    def _put(self, task: Task[Any]) -> None:
+        self._queue.put(task)
+        if not self._thread.is_alive():  # died between the check and the put
+            self._fail_waiting()
+
+    def _check_accepting(self) -> None:
+        if not self.alive:
+            raise Unavailable(f"the model worker is not running ({self.reason or self.status})")
+        if self._deadline is not None:
+            raise Unavailable("the service is shutting down", headers={"Retry-After": "5"})
+
+    # -- shutdown -------------------------------------------------------------------------------
+
+    def drain(self, grace_s: float) -> None:
+        """Take no new task; the running one may finish within ``grace_s``."""
+        if self._deadline is None:
+            self._deadline = time.monotonic() + grace_s
+            self._queue.put(_STOP)
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def crash(self) -> None:
+        """Fault injection: the worker raises :class:`WorkerCrash` and its thread ends."""
+        def boom(_ctx: TaskContext) -> None:
+            raise WorkerCrash("fault injection: POST /debug/crash-worker")
+
+        with self.reservation() as slot:
+            slot.submit(Task("crash", boom))
+
+    # -- the thread -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self.status = "loading"
+            started = time.perf_counter()
+            self.models = self._load()
+            self.status = "ready"
+            log.info("models loaded", extra={"seconds": round(time.perf_counter() - started, 2)})
+            while True:
+                task = self._queue.get()
+                if task is _STOP:
+                    break
+                with self._lock:
+                    self._pending -= 1
+                if self._deadline is not None:
+                    task.future.set_exception(Unavailable(
+                        "the service is shutting down; the job stays queued and resumes after "
+                        "the restart", headers={"Retry-After": "5"}))
+                    continue
+                self._execute(task)
+            self.status = "stopped"
+        except BaseException as exc:
+            self.status, self.reason = "dead", f"{type(exc).__name__}: {exc}"
+            log.critical("model worker died", exc_info=exc)
+        finally:
+            self._fail_waiting()
+
+    def _execute(self, task: Task[Any]) -> None:
+        if not task.future.set_running_or_notify_cancel():
+            return
+        started = time.perf_counter()
+        self.current = task.name
+        try:
+            task.future.set_result(task.fn(TaskContext(self, task)))
+        except Exception as exc:
+            task.future.set_exception(exc)
+        except BaseException:
+            task.future.set_exception(Unavailable("the model worker died during this task"))
+            raise
+        finally:
+            self.current = None
+            elapsed = time.perf_counter() - started
+            self._mean_task_s = 0.7 * self._mean_task_s + 0.3 * elapsed
+
+    def _fail_waiting(self) -> None:
+        while True:
+            try:
+                task = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if task is not _STOP and not task.future.done():
+                task.future.set_exception(Unavailable(
+                    f"the model worker is not running ({self.reason or self.status})"))
