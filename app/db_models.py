@@ -32,7 +32,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-RUN_FK = ForeignKey("runs.id", ondelete="CASCADE")
+
+def run_fk() -> ForeignKey:
+    """Rows of a run go with it (DELETE /v1/runs/{id})."""
+    return ForeignKey("runs.id", ondelete="CASCADE")
 
 
 class Base(DeclarativeBase):
@@ -56,7 +59,7 @@ class ReferenceRow(Base):
     __table_args__ = (UniqueConstraint("run_id", "sample_id"),)
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(RUN_FK, index=True)
+    run_id: Mapped[str] = mapped_column(run_fk(), index=True)
     sample_id: Mapped[str] = mapped_column(String(512))
     text: Mapped[str] = mapped_column(Text)
     extra_json: Mapped[str | None] = mapped_column(Text)
@@ -68,7 +71,7 @@ class RoundRow(Base):
 
     __tablename__ = "rounds"
 
-    run_id: Mapped[str] = mapped_column(RUN_FK, primary_key=True)
+    run_id: Mapped[str] = mapped_column(run_fk(), primary_key=True)
     n: Mapped[int] = mapped_column(Integer, primary_key=True)
     created_at: Mapped[str] = mapped_column(String(40))
     job_id: Mapped[str | None] = mapped_column(String(40))
@@ -85,7 +88,7 @@ class RoundRow(Base):
 class FeedbackRow(Base):
     __tablename__ = "feedback"
 
-    run_id: Mapped[str] = mapped_column(RUN_FK, primary_key=True)
+    run_id: Mapped[str] = mapped_column(run_fk(), primary_key=True)
     round: Mapped[int] = mapped_column(Integer, primary_key=True)
     metrics_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[str] = mapped_column(String(40))
@@ -97,7 +100,7 @@ class UploadRow(Base):
     __tablename__ = "uploads"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    run_id: Mapped[str] = mapped_column(RUN_FK, index=True)
+    run_id: Mapped[str] = mapped_column(run_fk(), index=True)
     status: Mapped[str] = mapped_column(String(12))  # open | submitted
     parts: Mapped[int] = mapped_column(Integer, default=0)
     samples: Mapped[int] = mapped_column(Integer, default=0)
@@ -134,7 +137,7 @@ class JobRow(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))
-    run_id: Mapped[str | None] = mapped_column(RUN_FK, index=True)
+    run_id: Mapped[str | None] = mapped_column(run_fk(), index=True)
     status: Mapped[str] = mapped_column(String(12), index=True)
     stage: Mapped[str | None] = mapped_column(String(40))
     progress: Mapped[float] = mapped_column(Float, default=0.0)

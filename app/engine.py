@@ -26,6 +26,14 @@ from curation.lm import CausalLM, load_causal_lm
 
 log = logging.getLogger("dces.engine")
 _CONFIG = TypeAdapter(CurationConfig)
+WARMUP_TEXTS = (
+    "The quick brown fox jumps over the lazy dog near the river bank.",
+    "A journey of a thousand miles begins with a single step forward.",
+    "Rain fell all night on the old tin roof of the mountain cabin.",
+    "She sold her bicycle and bought a small boat to sail the lake.",
+    "Every committee meeting ran an hour longer than anyone had planned.",
+    "The library opens at nine and closes early on public holidays.",
+)
 M = TypeVar("M")
 
 
@@ -62,10 +70,18 @@ class EngineModels:
         self._lms: OrderedDict[str | None, CausalLM] = OrderedDict()
 
     def load_defaults(self) -> None:
+        """Load the default models and curate a tiny warm-up batch: the engine's first call
+        imports and initialises libraries while holding the GIL for a while, which must happen
+        before /readyz says ready, not while probes are waiting."""
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # tqdm bars would break the JSON log lines
         config = base_config(self.settings)
-        self._embedder(config.embed)
-        if self.settings.preload_lm:
-            self._lm(config.edit.model)
+        if not self.settings.preload_lm:
+            config = config.with_overrides({"edit": {"enabled": False},
+                                            "quality": {"perplexity_filter": False}})
+        samples = [{"id": str(i), "text": text} for i, text in enumerate(WARMUP_TEXTS)]
+        self.curator(config).curate(samples, budget=2)
 
     def curator(self, config: CurationConfig) -> Curator:
         """A curator for ``config`` sharing the loaded models (LM only when the config uses it)."""

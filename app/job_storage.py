@@ -199,8 +199,8 @@ class JobStore:
             job.status, job.attempts, job.started_at = "running", job.attempts + 1, now_iso()
             job.stage, job.progress = "load", 0.0
             feedback, source = loads(job.feedback_json), "body"
-            if feedback is None and run.rounds > 0:
-                posted = s.get(FeedbackRow, (run.id, run.rounds - 1))
+            if feedback is None:
+                posted = s.get(FeedbackRow, (run.id, run.rounds - 1)) if run.rounds else None
                 feedback, source = (loads(posted.metrics_json), "posted") if posted else (None, "")
             rows = s.scalars(select(UploadSampleRow).where(UploadSampleRow.upload_id ==
                              job.upload_id).order_by(UploadSampleRow.part, UploadSampleRow.idx))
@@ -297,9 +297,9 @@ class JobStore:
         row = UploadRow(id=new_id("upl"), run_id=run_id, status="submitted", parts=1,
                         samples=len(samples), created_at=now_iso(), expires_at=now_iso())
         session.add(row)
+        session.flush()  # the upload row first: parts and samples reference it
         session.add(UploadPartRow(upload_id=row.id, part=1, sha256=content_hash(list(samples)),
                                   samples=len(samples)))
-        session.flush()
         _insert_samples(session, row.id, 1, samples)
         return row.id
 
@@ -315,15 +315,17 @@ class JobStore:
 
     @staticmethod
     def _check_new_ids(session: Session, upload_id: str, ids: Sequence[str]) -> None:
+        """Ids must be unique across the upload's parts; the 422 names the first repeat."""
+        stored: dict[str, int] = {}
         for part in chunks(ids):
-            found = session.execute(
+            stored.update(session.execute(
                 select(UploadSampleRow.sample_id, UploadSampleRow.part)
                 .where(UploadSampleRow.upload_id == upload_id, UploadSampleRow.sample_id.in_(part))
-                .limit(1)).first()
-            if found is not None:
-                raise CurationInputError(
-                    f"samples[{ids.index(found.sample_id)}].id: duplicate id "
-                    f"{found.sample_id!r} (already uploaded in part {found.part})")
+            ).tuples().all())
+        for i, sid in enumerate(ids):
+            if sid in stored:
+                raise CurationInputError(f"samples[{i}].id: duplicate id {sid!r} (already "
+                                         f"uploaded in part {stored[sid]})")
 
 
 def _insert_samples(session: Session, upload_id: str, part: int,

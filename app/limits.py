@@ -89,19 +89,21 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def check_samples(
-    samples: Sequence[Any], settings: Settings, field: str = "samples",
-    max_count: int | None = None, count_limit_name: str = "max_samples_per_request",
-) -> None:
-    """Count, id length and text length of a batch against the settings; 422 names each offender."""
-    limit = settings.max_samples_per_request if max_count is None else max_count
+def check_samples(samples: Sequence[Any], settings: Settings, field: str = "samples") -> None:
+    """Count, ids and texts of a batch against the settings; the 422 names each offender."""
+    limit = settings.max_samples_per_request
     if len(samples) > limit:
         raise LimitExceeded(
-            f"{field}: {len(samples)} samples exceed {count_limit_name} = {limit}",
+            f"{field}: {len(samples)} samples exceed max_samples_per_request = {limit} "
+            "(send larger rounds as an upload: the client does this for you)",
             errors=[{"field": field, "message": f"at most {limit} samples", "limit": limit}],
         )
     errors: list[dict[str, Any]] = []
     for i, sample in enumerate(samples):
+        for name in ("id", "text"):
+            problem = _unstorable(getattr(sample, name))
+            if problem:
+                errors.append({"field": f"{field}[{i}].{name}", "message": problem})
         if len(sample.id) > settings.max_id_chars:
             errors.append({
                 "field": f"{field}[{i}].id",
@@ -118,8 +120,9 @@ def check_samples(
             break
     if errors:
         first = errors[0]
+        bound = f" = {first['limit']}" if "limit" in first else ""
         raise LimitExceeded(
-            f"{first['field']}: {first['message']} = {first['limit']}"
+            f"{first['field']}: {first['message']}{bound}"
             + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
             errors=errors,
         )
@@ -143,3 +146,14 @@ def check_metrics(metrics: Mapping[str, float] | None, settings: Settings, field
         raise LimitExceeded(
             f"{field}: {len(metrics)} metrics exceed max_feedback_metrics = {limit}",
             errors=[{"field": field, "message": "too many metrics", "limit": limit}])
+
+
+def _unstorable(value: str) -> str | None:
+    """NUL and lone surrogates (JSON allows both) break tokenizers and SQL text columns."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (not valid Unicode text)"
+    return None

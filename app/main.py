@@ -48,7 +48,7 @@ def build_services(settings: Settings) -> Services:
         models.load_defaults()
         return models
 
-    worker = ModelWorker(load_models, settings.queue_size)
+    worker = ModelWorker(load_models, settings.queue_size, settings.worker_nice)
     metrics = Metrics(lambda: worker.depth, lambda: worker.alive)
     runner = RoundRunner(settings, jobs, worker, metrics)
     return Services(settings, db, runs, jobs, worker, runner, metrics)

@@ -18,7 +18,7 @@ from app.metrics import Metrics
 
 log = logging.getLogger("dces.http")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-QUIET_PATHS = {"/livez", "/readyz", "/metrics"}  # probes and scrapes log at debug level
+QUIET_PATHS = {"/livez", "/readyz", "/metrics"}  # probes and scrapes: debug level
 
 
 class RequestObserver:
@@ -50,7 +50,7 @@ class RequestObserver:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             self.metrics.observe_request(scope["method"], route, status, seconds)
-            level = logging.DEBUG if scope["path"] in QUIET_PATHS and status < 500 else logging.INFO
+            level = logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO
             log.log(level, "%s %s %s", scope["method"], scope["path"], status, extra={
                 "request_id": request_id, "method": scope["method"], "path": scope["path"],
                 "route": route, "status": status, "duration_ms": round(seconds * 1000, 2)})

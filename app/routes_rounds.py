@@ -22,6 +22,7 @@ from app.job_storage import content_hash
 from app.limits import check_metrics, check_samples, check_unique_ids
 from app.problems import PROBLEM_MEDIA_TYPE, Conflict
 from app.schemas import (
+    MAX_INT,
     ClustersOut,
     HealthOut,
     JobOut,
@@ -147,7 +148,7 @@ def list_rounds(run_id: str, svc: Svc) -> dict[str, Any]:
 
 
 @router.get("/rounds/{n}", responses={200: {"model": RoundOut}})
-def get_round(run_id: str, n: Annotated[int, Path(ge=0)], svc: Svc) -> Response:
+def get_round(run_id: str, n: Annotated[int, Path(ge=0, le=MAX_INT)], svc: Svc) -> Response:
     """A committed round (0-based, as the engine counts) with every sample's decision."""
     return Response(svc.runs.round_json(run_id, n), media_type="application/json")
 

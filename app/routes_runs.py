@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Response, status
 from app.engine import resolve_config
 from app.limits import check_metrics, check_samples, check_unique_ids
 from app.schemas import (
+    MAX_INT,
     FeedbackIn,
     FeedbackList,
     FeedbackOut,
@@ -27,7 +28,7 @@ from app.services import Svc
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=MAX_INT)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=RunOut)

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+MAX_INT = 2**31 - 1  # any integer that reaches the database fits every SQL INTEGER
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Metrics = dict[Annotated[str, Field(min_length=1, max_length=200)], FiniteFloat]
 
@@ -86,7 +87,7 @@ class RoundIn(BaseModel):
 
     samples: Samples | None = None
     upload: str | None = Field(None, description="An upload id from POST /v1/runs/{id}/uploads.")
-    budget: int = Field(ge=1, description="How many samples to select.")
+    budget: int = Field(ge=1, le=MAX_INT, description="How many samples to select.")
     feedback: Metrics | None = Field(
         None, description="Training metrics of the previous round; default: the posted feedback.")
 
@@ -178,8 +179,8 @@ class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     round: int | None = Field(
-        None, ge=0, description="The finished round these metrics describe (0: before round 1); "
-                                "default: the latest round.")
+        None, ge=0, le=MAX_INT, description="The finished round these metrics describe "
+                                             "(0 is the first); default: the latest round.")
     metrics: Annotated[Metrics, Field(min_length=1)]
 
 
@@ -237,7 +238,7 @@ class CurateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     samples: Samples
-    budget: int = Field(ge=1)
+    budget: int = Field(ge=1, le=MAX_INT)
     config: dict[str, Any] = Field(default_factory=dict)
     reference: list[SampleIn] = Field(default_factory=list)
     state: dict[str, Any] | None = Field(None, description="A state from an earlier call.")

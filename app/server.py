@@ -7,15 +7,17 @@ database and resume at the next start.
 
 from __future__ import annotations
 
+import os
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from app.logs import configure_logging
-from app.main import create_app
 from app.settings import Settings
-from app.worker import ModelWorker
+
+if TYPE_CHECKING:
+    from app.worker import ModelWorker
 
 
 class DrainingServer(uvicorn.Server):
@@ -33,6 +35,12 @@ def serve(settings_overrides: dict[str, Any] | None = None) -> None:
     """Run the service until SIGTERM/SIGINT; ``settings_overrides`` win over DCES_* variables."""
     settings = Settings(**(settings_overrides or {}))
     configure_logging(settings.log_level, settings.log_json)
+    # Idle OpenMP threads sleep instead of spinning: on a CPU shared with the training job and
+    # with the event loop answering probes, spinning threads steal the cores. It must be set
+    # before torch loads, i.e. before the import below.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from app.main import create_app
+
     app = create_app(settings)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, workers=1, lifespan="on",

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     preload_lm: bool = Field(
         default=True, description="Load the editing LM at startup, not on first use.")
     max_loaded_models: int = Field(default=2, ge=1, description="Per kind (embedder, LM), LRU.")
+    worker_nice: int = Field(
+        default=5, ge=0, le=19,
+        description="Nice value of the model worker thread (Linux): probes and API first.")
 
     # -- operations ---------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -22,11 +22,12 @@ IN_CHUNK = 500  # ids per IN (...) clause, well under every database's parameter
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON; NaN/inf (e.g. an undefined metric) become null instead of invalid JSON."""
+    """Compact ASCII JSON (storable in any database, whatever the text holds); NaN/inf (e.g. an
+    undefined metric) become null instead of invalid JSON."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
     except ValueError:
-        return json.dumps(_finite(value), separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(_finite(value), separators=(",", ":"))
 
 
 def loads(text: str | None) -> Any:
@@ -147,8 +148,8 @@ class RunStore:
             n = latest if round_n is None else round_n
             if n < 0 or n > latest:
                 raise InvalidInput(
-                    f"round: {n} is not a committed round of this run "
-                    + ("(it has none yet)" if latest < 0 else f"(latest is {latest})"),
+                    "round: the run has no committed round yet" if latest < 0 else
+                    f"round: {n} is not a committed round of this run (latest is {latest})",
                     errors=[{"field": "round", "message": "no such round", "limit": latest}])
             row = s.get(FeedbackRow, (run_id, n))
             if row is not None and json.loads(row.metrics_json) == metrics:

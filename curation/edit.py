@@ -51,15 +51,18 @@ def apply_edits(original: str, edits: Sequence[Edit]) -> str:
     return "".join(parts)
 
 
-def check_edit_config(config: EditConfig) -> None:
-    """Raise :class:`CurationInputError` naming the first ``edit.*`` setting out of range."""
+def check_edit_config(config: EditConfig, max_positions: int | None = None) -> None:
+    """Raise :class:`CurationInputError` naming the first ``edit.*`` setting out of range.
+
+    ``max_positions`` is the LM's context length, when known: the bound of ``max_tokens``.
+    """
     if not 0.0 <= config.threshold <= 1.0:
         raise CurationInputError(f"edit.threshold: must be in [0, 1], got {config.threshold!r}")
     # Excluding the original needs a second candidate to choose from.
     check_int("edit.top_k", config.top_k, 2 if config.exclude_original else 1)
     if not config.beta > 0.0:
         raise CurationInputError(f"edit.beta: must be > 0, got {config.beta!r}")
-    check_int("edit.max_tokens", config.max_tokens, 2)
+    check_int("edit.max_tokens", config.max_tokens, 2, max_positions)
     check_int("edit.batch_size", config.batch_size, 1)
 
 
@@ -72,12 +75,12 @@ class TokenEditor:
 
     def edit(self, texts: Sequence[str], seed: int) -> list[EditedText]:
         """Edit every text (only its first ``config.max_tokens`` tokens; the rest is kept)."""
-        check_edit_config(self.config)
+        check_edit_config(self.config, self.lm.max_positions)
         texts = list(texts)
         if not self.config.enabled or not texts:
             return [EditedText(t, [], 0) for t in texts]
         c = self.config
-        scores = self.lm.score(texts, c.max_tokens, c.batch_size, top_k=c.top_k)
+        scores = self.lm.score(texts, c.max_tokens, c.batch_size, c.top_k, top_k_min_p=c.threshold)
         return self.edit_scored(texts, scores, seed)
 
     def edit_scored(
@@ -87,7 +90,7 @@ class TokenEditor:
 
         Text ``i`` draws from its own generator seeded by ``(seed, i)``.
         """
-        check_edit_config(self.config)
+        check_edit_config(self.config, self.lm.max_positions)
         vocab = _vocabulary(self.lm)
         out = []
         for i, (text, sc) in enumerate(zip(texts, scores, strict=True)):

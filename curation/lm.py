@@ -57,6 +57,12 @@ class TokenScores:
         """p(token | prefix) of every actual token (NaN at position 0)."""
         return np.exp(self.logprobs)
 
+    def perplexity(self) -> float:
+        """exp(mean NLL of tokens 1..n-1); NaN with fewer than 2 tokens (nothing predicted)."""
+        if len(self) < 2:
+            return float("nan")
+        return float(np.exp(-self.logprobs[1:].astype(np.float64).mean()))
+
 
 class CausalLM:
     """A loaded model + tokenizer; use :func:`load_causal_lm` to build one."""
@@ -80,11 +86,19 @@ class CausalLM:
         return int(self.model.get_output_embeddings().weight.shape[0])
 
     def score(
-        self, texts: Sequence[str], max_tokens: int, batch_size: int, top_k: int = 0
+        self,
+        texts: Sequence[str],
+        max_tokens: int,
+        batch_size: int,
+        top_k: int = 0,
+        top_k_min_p: float = -1.0,
     ) -> list[TokenScores]:
-        """Score the first ``max_tokens`` tokens of every text; ``top_k`` candidates per position.
+        """Score the first ``max_tokens`` tokens of every text.
 
-        Texts are batched by token length (less padding), one forward pass per batch.
+        ``top_k`` candidates are kept at positions whose actual token has p > ``top_k_min_p``
+        (default: all); the editor only needs them at over-confident positions, and skipping the
+        rest saves a third of the reduction time. Texts are batched by token length (less
+        padding), one forward pass per batch.
         """
         texts = _check_texts(texts)
         self._check_limits(max_tokens, batch_size)
@@ -99,7 +113,7 @@ class CausalLM:
         out: list[TokenScores | None] = [None] * len(texts)
         for order, logits in self.forward_batches(ids, batch_size):
             for row, i in enumerate(order):
-                out[i] = _reduce(ids[i], offsets[i], logits[row, : len(ids[i])], top_k)
+                out[i] = _reduce(ids[i], offsets[i], logits[row, : len(ids[i])], top_k, top_k_min_p)
         return [s for s in out if s is not None]
 
     def forward_batches(
@@ -141,7 +155,7 @@ class CausalLM:
         todo = {k: t for k, t in zip(keys, texts, strict=True) if k not in known}
         if todo:
             scores = self.score(list(todo.values()), max_tokens, batch_size)
-            fresh = {k: _perplexity(s) for k, s in zip(todo, scores, strict=True)}
+            fresh = {k: s.perplexity() for k, s in zip(todo, scores, strict=True)}
             known.update(fresh)
             self._remember(fresh)
         return np.array([known[k] for k in keys], dtype=np.float64)
@@ -266,30 +280,33 @@ def _cpu_has_native_bf16() -> bool:
     return any(bool(getattr(torch.cpu, p, lambda: False)()) for p in probes)
 
 
-def _reduce(ids: np.ndarray, offsets: np.ndarray, logits: torch.Tensor, top_k: int) -> TokenScores:
-    """Log-probability of each actual token and the top-k candidates, from (n, V) logits."""
+# Rows of float32 logits reduced at a time: 8 x 49k floats (1.5 MB) stay in cache, which makes
+# the reduction ~4x faster than converting a whole (n, V) block at once.
+_REDUCE_ROWS = 8
+
+
+def _reduce(
+    ids: np.ndarray, offsets: np.ndarray, logits: torch.Tensor, top_k: int, top_k_min_p: float
+) -> TokenScores:
+    """Log-probability of each actual token, and the top-k candidates where p > top_k_min_p."""
     import torch
 
     n = len(ids)
     logprobs = np.full(n, np.nan, dtype=np.float32)
     top_ids = np.full((n, top_k), -1, dtype=np.int64)
     top_logits = np.full((n, top_k), -np.inf, dtype=np.float32)
-    if n > 1:
-        pred = logits[: n - 1].float()  # row j predicts token j + 1
-        target = torch.from_numpy(ids[1:]).to(pred.device).unsqueeze(1)
-        lp = pred.gather(1, target).squeeze(1) - torch.logsumexp(pred, dim=1)
-        logprobs[1:] = lp.cpu().numpy()
+    target = torch.from_numpy(ids).to(logits.device).unsqueeze(1)
+    for lo in range(0, n - 1, _REDUCE_ROWS):  # logits row j predicts token j + 1
+        hi = min(lo + _REDUCE_ROWS, n - 1)
+        pred = logits[lo:hi].float()
+        lp = pred.gather(1, target[lo + 1 : hi + 1]).squeeze(1) - torch.logsumexp(pred, dim=1)
+        logprobs[lo + 1 : hi + 1] = lp.cpu().numpy()
         if top_k:
-            values, indices = pred.topk(top_k, dim=1)
-            top_ids[1:] = indices.cpu().numpy()
-            top_logits[1:] = values.cpu().numpy()
+            rows = torch.nonzero(lp.exp() > top_k_min_p).squeeze(1)
+            values, indices = pred[rows].topk(top_k, dim=1)
+            top_ids[lo + 1 + rows.cpu().numpy()] = indices.cpu().numpy()
+            top_logits[lo + 1 + rows.cpu().numpy()] = values.cpu().numpy()
     return TokenScores(ids, offsets, logprobs, top_ids, top_logits)
-
-
-def _perplexity(scores: TokenScores) -> float:
-    if len(scores) < 2:
-        return float("nan")
-    return float(np.exp(-scores.logprobs[1:].astype(np.float64).mean()))
 
 
 def _cache_key(text: str, max_tokens: int) -> bytes:

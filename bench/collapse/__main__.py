@@ -1,0 +1,122 @@
+"""Collapse benchmark: does DCES slow the collapse of a self-trained language model?
+
+    python -m bench.collapse                      # full default run (regime replace), < 90 min
+    python -m bench.collapse --quick              # < 3 min: every strategy, small data
+    python -m bench.collapse --regime anchor accumulate --seeds 2 --generations 3
+
+Writes bench/results/<name>.json (every figure), <name>.md (tables) and <name>-<regime>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from tqdm import tqdm
+
+from bench.collapse.config import DCES_STRATEGIES, FULL, QUICK, REGIMES, STRATEGIES
+from bench.collapse.model import new_model, parameter_count, quiet_transformers
+from bench.collapse.prepare import prepare
+from bench.collapse.report import write
+from bench.collapse.runner import run_all, total_steps
+from bench.collapse.service import Service, dces_service
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.collapse",
+                                description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small preset, < 3 minutes")
+    p.add_argument("--regime", nargs="+", choices=[*REGIMES, "all"], help="default: replace")
+    p.add_argument("--strategies", nargs="+", choices=STRATEGIES, help="default: all seven")
+    p.add_argument("--seeds", type=int)
+    p.add_argument("--generations", type=int, help="self-training generations after gen 0")
+    p.add_argument("--budget", type=int, help="samples kept per generation")
+    p.add_argument("--pool-factor", type=int, help="candidate pool = this x budget")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--gen-tokens", type=int, help="token passes per later generation")
+    p.add_argument("--jobs", type=int, help="worker processes (default 2)")
+    p.add_argument("--corpus", type=Path, help="JSONL of {text, category} (default: Debian "
+                                               "fortunes, installed if missing)")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--name", help="file name stem (default collapse, or collapse-quick)")
+    return p.parse_args(argv)
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    base = QUICK if args.quick else FULL
+    regimes = None if args.regime is None else (
+        REGIMES if "all" in args.regime else tuple(dict.fromkeys(args.regime)))
+    try:
+        cfg = base.with_overrides(
+            regimes=regimes,
+            strategies=None if args.strategies is None else tuple(dict.fromkeys(args.strategies)),
+            seeds=args.seeds, generations=args.generations, budget=args.budget,
+            pool_factor=args.pool_factor, temperature=args.temperature, top_p=args.top_p,
+            gen_tokens=args.gen_tokens, jobs=args.jobs)
+    except ValueError as exc:
+        print(f"bench.collapse: error: {exc}", file=sys.stderr)
+        return 2
+    name = args.name or ("collapse-quick" if args.quick else "collapse")
+    start = time.perf_counter()
+    quiet_transformers()
+    from curation.embed import load_embedder
+
+    with tempfile.TemporaryDirectory(prefix="collapse-") as tmp, contextlib.ExitStack() as stack:
+        workdir = Path(tmp)
+        service: Service | None = None
+        if set(cfg.strategies) & set(DCES_STRATEGIES):
+            service = stack.enter_context(dces_service(workdir / "dces-serve.log"))
+        embedder = load_embedder()
+        shared, real, setup = prepare(cfg, args.corpus, workdir, embedder)
+        if service is not None:
+            shared.url = service.wait_ready()
+        setup["parameters"] = parameter_count(new_model(cfg.model, setup["vocab_size"], 0))
+        with tqdm(total=total_steps(shared), desc="collapse", unit="gen",
+                  dynamic_ncols=True) as bar:
+            def progress(message: str) -> None:
+                bar.set_postfix_str(message, refresh=False)
+                bar.update(1)
+
+            _gen0s, runs = run_all(shared, embedder, progress)
+    results = {
+        "name": name,
+        "command": shlex.join(["python", "-m", "bench.collapse", *(argv or sys.argv[1:])]),
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "seconds": time.perf_counter() - start,
+        "machine": machine(),
+        "config": asdict(cfg),
+        "setup": setup,
+        "real": real,
+        "runs": runs,
+    }
+    for path in write(results, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Every number of the collapse benchmark, with the presets (`full`, `quick`) and their limits.
+
+The full preset is sized by arithmetic, not by feel: it must finish in under 90 minutes on two
+CPU cores. The costs that dominate (measured on a loaded 2-core EPYC, one torch thread):
+training the 0.7M-parameter GPT ~5k tokens/s, KV-cache sampling ~6k tokens/s, the service's
+token editor ~1 ms/token, MiniLM embedding ~400 texts/s. With the defaults below one
+(strategy, generation) step costs ~30 s (train 12 s, sample a 2,000-sample pool 12 s, metrics
+5 s) plus its selection (DCES with editing ~25 s, without ~12 s), generation 0 ~200 s per seed:
+3 seeds x (200 s + 5 generations x 7 strategies x ~40 s) ≈ 75 CPU-minutes, run as two
+processes on two cores ≈ 40-45 minutes for one regime. The default run therefore covers
+``replace`` (the regime the issue's collapse criterion is about); ``--regime anchor`` and
+``--regime accumulate`` run the same grid for the other regimes, one at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+STRATEGIES = ("random", "ppl_low", "ppl_high", "semdedup", "dces", "dces_no_edit", "dces_static")
+REGIMES = ("replace", "anchor", "accumulate")
+DCES_STRATEGIES: dict[str, dict[str, Any]] = {
+    # Curation config overrides of each DCES variant's run (everything else: engine defaults).
+    "dces": {},
+    "dces_no_edit": {"edit": {"enabled": False}},
+    "dces_static": {"ratio": {"static": 0.5}},
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A GPT-2-style causal LM trained from scratch (random init) on a BPE vocabulary."""
+
+    vocab_size: int = 2048  # the LM head dominates the cost of a model this small
+    n_layer: int = 2
+    n_embd: int = 128
+    n_head: int = 4
+    context: int = 128  # tokens per training block; also the longest generated sample
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One benchmark run. ``generations`` counts the self-training generations after gen 0."""
+
+    regimes: tuple[str, ...] = ("replace",)
+    strategies: tuple[str, ...] = STRATEGIES
+    seeds: int = 3
+    generations: int = 5
+    budget: int = 500  # samples each strategy keeps per generation
+    pool_factor: int = 4  # candidate pool = pool_factor x budget, sampled from the last model
+    metric_samples: int = 500  # generated samples scored per generation (from the pool)
+    train_docs: int | None = None  # cap on the real training split (None: all of it)
+    test_docs: int = 1000  # held-out entries scored per generation
+    centroid_docs: int = 200  # real entries per category that define its embedding centroid
+    gen0_tokens: int = 1_000_000  # token passes training generation 0 from scratch
+    gen_tokens: int = 60_000  # token passes of each later generation (continued training)
+    batch_size: int = 16
+    gen0_lr: float = 2e-3
+    gen_lr: float = 5e-4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    sample_batch: int = 256
+    anchor_fraction: float = 0.1  # share of real data in each generation under `anchor`
+    jobs: int = 2  # worker processes
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def __post_init__(self) -> None:
+        checks: list[tuple[str, bool, str]] = [
+            ("regimes", bool(self.regimes) and set(self.regimes) <= set(REGIMES),
+             f"a non-empty subset of {', '.join(REGIMES)}"),
+            ("strategies", bool(self.strategies) and set(self.strategies) <= set(STRATEGIES),
+             f"a non-empty subset of {', '.join(STRATEGIES)}"),
+            ("seeds", 1 <= self.seeds <= 100, "in [1, 100]"),
+            ("generations", 1 <= self.generations <= 50, "in [1, 50]"),
+            ("budget", self.budget >= 10, ">= 10"),
+            ("pool_factor", 1 <= self.pool_factor <= 50, "in [1, 50]"),
+            ("metric_samples", 10 <= self.metric_samples <= self.budget * self.pool_factor,
+             "in [10, budget x pool_factor]"),
+            ("train_docs", self.train_docs is None or self.train_docs >= 100, "null or >= 100"),
+            ("test_docs", self.test_docs >= 10, ">= 10"),
+            ("centroid_docs", self.centroid_docs >= 1, ">= 1"),
+            ("gen0_tokens", self.gen0_tokens >= 1000, ">= 1000"),
+            ("gen_tokens", self.gen_tokens >= 100, ">= 100"),
+            ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("gen0_lr", 0 < self.gen0_lr < 1, "in (0, 1)"),
+            ("gen_lr", 0 < self.gen_lr < 1, "in (0, 1)"),
+            ("temperature", 0 < self.temperature <= 10, "in (0, 10]"),
+            ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
+            ("sample_batch", self.sample_batch >= 1, ">= 1"),
+            ("anchor_fraction", 0 < self.anchor_fraction < 1, "in (0, 1)"),
+            ("jobs", 1 <= self.jobs <= 64, "in [1, 64]"),
+        ]
+        for name, ok, limit in checks:
+            if not ok:
+                raise ValueError(f"{name}: must be {limit}, got {getattr(self, name)!r}")
+
+    @property
+    def pool_size(self) -> int:
+        return self.budget * self.pool_factor
+
+    def with_overrides(self, **changes: Any) -> BenchConfig:
+        """This config with the given fields replaced (None values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+FULL = BenchConfig()
+# < 3 minutes: every strategy and the whole pipeline (service included) on small data.
+QUICK = BenchConfig(
+    seeds=1,
+    generations=2,
+    budget=60,
+    pool_factor=3,
+    metric_samples=100,
+    train_docs=1500,
+    test_docs=100,
+    centroid_docs=10,
+    gen0_tokens=60_000,
+    gen_tokens=6_000,
+    model=ModelConfig(vocab_size=1024, n_layer=2, n_embd=64, n_head=2, context=96),
+)

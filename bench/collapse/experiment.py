@@ -1,0 +1,160 @@
+"""The self-training loop: generation 0 on real data, then pool → select → train, per strategy.
+
+Generation 0 (train from scratch, evaluate, sample the first pool) is shared by every strategy
+and regime of a seed. A *chain* is one (regime, seed, strategy): round ``r`` selects from the pool
+written by generation ``r``, generation ``r + 1`` continues training on the selection (plus real
+data under ``anchor``/``accumulate``), is evaluated, and writes the next pool.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import GPT2LMHeadModel
+
+from bench.collapse.config import STRATEGIES, BenchConfig
+from bench.collapse.heldout import score
+from bench.collapse.model import copy_model, load_model, new_model, train
+from bench.collapse.sampling import sample
+from bench.collapse.strategies import Embed, Pool, make_strategy
+from bench.collapse.textmetrics import CategoryLabeler, text_metrics
+from bench.collapse.tokenizer import BenchTokenizer
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Shared:
+    """What every task needs, built once in the main process (pickled to workers)."""
+
+    cfg: BenchConfig
+    tokenizer: BenchTokenizer
+    train_texts: list[str]
+    train_ids: list[list[int]]
+    reference: list[dict[str, str]]  # the training split as DCES reference samples
+    test_ids: list[list[int]]
+    labeler: CategoryLabeler
+    workdir: Path
+    url: str | None  # the DCES service
+
+
+@dataclass
+class Gen0:
+    """A seed's generation 0: its saved model, its record and the first candidate pool."""
+
+    seed: int
+    model_dir: Path
+    record: dict[str, Any]
+    pool_texts: list[str]
+    pool_ids: list[list[int]]
+
+
+def task_seed(*parts: object) -> int:
+    """A stable 31-bit seed for one task (the same on every machine and Python run)."""
+    return zlib.crc32(repr(parts).encode()) & 0x7FFFFFFF
+
+
+def generate(shared: Shared, model: GPT2LMHeadModel, n: int, seed: int
+             ) -> tuple[list[str], list[list[int]]]:
+    cfg = shared.cfg
+    ids = sample(model, n, cfg.temperature, cfg.top_p, cfg.sample_batch, seed)
+    return shared.tokenizer.decode(ids), ids
+
+
+def evaluate(shared: Shared, model: GPT2LMHeadModel, texts: list[str], embed: Embed, seed: int
+             ) -> dict[str, Any]:
+    """Held-out metrics of ``model`` and text metrics of ``texts`` (samples it wrote)."""
+    emb = embed(texts)
+    return {
+        **score(model, shared.test_ids).summary(),
+        **text_metrics(texts, emb, shared.labeler, seed),
+        "category_counts": shared.labeler.counts(emb),
+    }
+
+
+def run_gen0(shared: Shared, seed: int, embed: Embed, progress: Progress) -> Gen0:
+    cfg = shared.cfg
+    start = time.perf_counter()
+    model = new_model(cfg.model, shared.tokenizer.vocab_size, seed)
+    fit = train(model, shared.train_ids, cfg.gen0_tokens, cfg.batch_size, cfg.gen0_lr, seed)
+    model_dir = shared.workdir / f"gen0-seed{seed}"
+    model.save_pretrained(str(model_dir))
+    texts, ids = generate(shared, model, cfg.pool_size, task_seed("pool", seed, 0))
+    record = {
+        "generation": 0,
+        **evaluate(shared, model, texts[: cfg.metric_samples], embed, seed),
+        "train": {**fit, "docs": len(shared.train_ids)},
+        "seconds": time.perf_counter() - start,
+    }
+    progress(f"seed {seed} generation 0")
+    return Gen0(seed, model_dir, record, texts, ids)
+
+
+def training_docs(shared: Shared, regime: str, selected: list[str], kept: list[str],
+                  seed: int, generation: int) -> tuple[list[str], int]:
+    """The next generation's training texts under ``regime`` and how many of them are real."""
+    if regime == "replace":
+        return selected, 0
+    if regime == "anchor":
+        n_real = shared.cfg.budget - selection_budget(shared.cfg, regime)
+        rng = np.random.default_rng(task_seed("anchor", seed, generation))
+        real = [shared.train_texts[i] for i in rng.choice(len(shared.train_texts), n_real,
+                                                          replace=False)]
+        return selected + real, n_real
+    if regime == "accumulate":
+        return shared.train_texts + kept, len(shared.train_texts)
+    raise ValueError(f"regime: unknown {regime!r}")
+
+
+def selection_budget(cfg: BenchConfig, regime: str) -> int:
+    """Synthetic samples a strategy keeps per generation (under `anchor` the rest is real)."""
+    if regime == "anchor":
+        return cfg.budget - round(cfg.anchor_fraction * cfg.budget)
+    return cfg.budget
+
+
+def run_chain(shared: Shared, regime: str, seed: int, strategy_name: str, gen0: Gen0,
+              embed: Embed, progress: Progress) -> dict[str, Any]:
+    """Generations 1..G of one strategy; returns every generation's record (gen 0 included)."""
+    cfg = shared.cfg
+    tag = STRATEGIES.index(strategy_name)
+    strategy = make_strategy(strategy_name, task_seed("strategy", regime, seed, tag), shared.url,
+                             shared.reference, f"collapse-{regime}-{strategy_name}-seed{seed}",
+                             seed)
+    model = load_model(gen0.model_dir)
+    pool = Pool(gen0.pool_texts, gen0.pool_ids, model, embed)
+    metrics: dict[str, Any] = gen0.record
+    records = [gen0.record]
+    kept: list[str] = []  # every synthetic sample selected so far (for `accumulate`)
+    budget = selection_budget(cfg, regime)
+    for g in range(1, cfg.generations + 1):
+        start = time.perf_counter()
+        chosen = strategy.select(pool, budget, g - 1, metrics)
+        select_s = time.perf_counter() - start
+        kept += chosen.texts
+        texts, n_real = training_docs(shared, regime, chosen.texts, kept, seed, g)
+        model = copy_model(model)
+        fit = train(model, shared.tokenizer.encode(texts), cfg.gen_tokens, cfg.batch_size,
+                    cfg.gen_lr, task_seed("train", regime, seed, tag, g))
+        n = cfg.pool_size if g < cfg.generations else cfg.metric_samples
+        pool_texts, pool_ids = generate(shared, model, n, task_seed("pool", regime, seed, tag, g))
+        metrics = {
+            "generation": g,
+            **evaluate(shared, model, pool_texts[: cfg.metric_samples], embed, seed),
+            "selected": len(chosen.texts),
+            "train": {**fit, "docs": len(texts), "real_docs": n_real},
+            "selection": {**chosen.info, "seconds": select_s},
+            "seconds": time.perf_counter() - start,
+        }
+        records.append(metrics)
+        pool = Pool(pool_texts, pool_ids, model, embed)
+        progress(f"{regime} seed {seed} {strategy_name} generation {g}")
+    service = strategy.finish(metrics)
+    return {"regime": regime, "seed": seed, "strategy": strategy_name,
+            "generations": records, **({"service": service} if service else {})}

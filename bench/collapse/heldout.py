@@ -1,0 +1,99 @@
+"""What a model thinks of text, token by token: perplexity, next-token entropy, calibration.
+
+One teacher-forced pass scores every entry as ``EOS entry EOS`` (the closing EOS counts: ending
+an entry is part of modelling it). The same pass gives the per-entry perplexity that the
+``ppl_low``/``ppl_high`` strategies rank by.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import GPT2LMHeadModel
+
+from bench.collapse.tokenizer import EOS_ID
+
+ECE_BINS = 15
+
+
+@dataclass
+class TokenScores:
+    """Per entry: mean NLL and token count; per predicted token: entropy, top-1 confidence,
+    top-1 correct."""
+
+    doc_nll: np.ndarray
+    doc_tokens: np.ndarray
+    entropy: np.ndarray
+    confidence: np.ndarray
+    correct: np.ndarray
+
+    @property
+    def doc_perplexity(self) -> np.ndarray:
+        return np.exp(self.doc_nll)
+
+    def summary(self) -> dict[str, float]:
+        """Corpus perplexity (exp of the token-weighted NLL), mean entropy (nats) and ECE."""
+        return {
+            "heldout_perplexity": float(
+                np.exp((self.doc_nll * self.doc_tokens).sum() / self.doc_tokens.sum())
+            ),
+            "entropy": float(self.entropy.mean()),
+            "ece": expected_calibration_error(self.confidence, self.correct),
+        }
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> float:
+    """Top-1 ECE with equal-width bins: sum over bins of |accuracy - confidence| x share."""
+    bins = np.minimum((confidence * ECE_BINS).astype(int), ECE_BINS - 1)
+    total = 0.0
+    for b in range(ECE_BINS):
+        members = bins == b
+        if members.any():
+            gap = abs(correct[members].mean() - confidence[members].mean())
+            total += gap * members.mean()
+    return float(total)
+
+
+@torch.inference_mode()
+def score(
+    model: GPT2LMHeadModel, docs: Sequence[Sequence[int]], batch_size: int = 32
+) -> TokenScores:
+    """Teacher-forced scores of every entry (truncated to the model's context)."""
+    limit = int(model.config.n_positions)
+    seqs = [[*[EOS_ID, *d][:limit - 1], EOS_ID] for d in docs]
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    doc_nll = np.zeros(len(seqs))
+    doc_tokens = np.array([len(s) - 1 for s in seqs], dtype=np.float64)
+    entropy: list[np.ndarray] = []
+    confidence: list[np.ndarray] = []
+    correct: list[np.ndarray] = []
+    for lo in range(0, len(order), batch_size):
+        batch = order[lo : lo + batch_size]
+        width = max(len(seqs[i]) for i in batch)
+        ids = torch.full((len(batch), width), EOS_ID, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.bool)
+        for row, i in enumerate(batch):
+            ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
+            mask[row, : len(seqs[i])] = True
+        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask.long()).logits[:, :-1]
+                                 .float(), dim=-1)
+        target, valid = ids[:, 1:], mask[:, 1:]
+        nll = -logp.gather(-1, target.unsqueeze(-1))[..., 0]
+        top_logp, top_id = logp.max(dim=-1)
+        ent = -(logp.exp() * logp).sum(-1)
+        per_doc = (nll * valid).sum(1) / valid.sum(1)
+        for row, i in enumerate(batch):
+            doc_nll[i] = float(per_doc[row])
+        entropy.append(ent[valid].numpy())
+        confidence.append(top_logp[valid].exp().numpy())
+        correct.append((top_id == target)[valid].numpy().astype(np.float64))
+    return TokenScores(
+        doc_nll,
+        doc_tokens,
+        np.concatenate(entropy),
+        np.concatenate(confidence),
+        np.concatenate(correct),
+    )

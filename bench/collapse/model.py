@@ -1,0 +1,122 @@
+"""The self-trained model: a small GPT-2 (random init, `transformers`) and its training loop.
+
+Training packs entries into fixed blocks (``EOS entry EOS entry ...``) so no compute goes to
+padding, and runs for a fixed number of token passes: every strategy's generation costs the same,
+whatever the length of the samples it kept. Generation 0 trains from scratch on real data; each
+later generation continues from the previous model, as a self-training job would.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from bench.collapse.config import ModelConfig
+from bench.collapse.tokenizer import EOS_ID
+
+WARMUP = 0.05  # share of steps with a linear learning-rate warm-up
+FINAL_LR = 0.1  # cosine decay to this share of the peak
+
+
+def quiet_transformers() -> None:
+    """No weight-loading bars or padding advice in the progress output (the loops are ours)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def new_model(cfg: ModelConfig, vocab_size: int, seed: int) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=cfg.context,
+        n_embd=cfg.n_embd,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        bos_token_id=EOS_ID,
+        eos_token_id=EOS_ID,
+        pad_token_id=EOS_ID,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def load_model(path: Path) -> GPT2LMHeadModel:
+    return GPT2LMHeadModel.from_pretrained(str(path)).eval()
+
+
+def copy_model(model: GPT2LMHeadModel) -> GPT2LMHeadModel:
+    return copy.deepcopy(model)
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def pack(docs: Sequence[Sequence[int]], block: int, rng: np.random.Generator) -> torch.Tensor:
+    """One shuffled epoch of ``docs`` as ``(n_blocks, block)`` token ids, EOS between entries."""
+    stream: list[int] = []
+    for i in rng.permutation(len(docs)):
+        stream.append(EOS_ID)
+        stream.extend(docs[i])
+    stream.append(EOS_ID)
+    usable = max(1, len(stream) // block) * block
+    if len(stream) < block:  # a tiny dataset: repeat it to fill one block
+        stream = (stream * math.ceil(block / len(stream)))[:block]
+    return torch.tensor(stream[:usable], dtype=torch.long).view(-1, block)
+
+
+def train(
+    model: GPT2LMHeadModel,
+    docs: Sequence[Sequence[int]],
+    token_passes: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+) -> dict[str, float]:
+    """Train in place for ``token_passes`` tokens (AdamW, warm-up + cosine); returns the mean
+    loss of the last tenth of the steps and the seconds taken."""
+    if not docs:
+        raise ValueError("train: no documents")
+    block = int(model.config.n_positions)
+    steps = max(1, token_passes // (batch_size * block))
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warm = max(1, int(WARMUP * steps))
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return lr * (step + 1) / warm
+        progress = (step - warm) / max(1, steps - warm)
+        return lr * (FINAL_LR + (1 - FINAL_LR) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    model.train()
+    start = time.perf_counter()
+    losses: list[float] = []
+    blocks = pack(docs, block, rng)
+    cursor = 0
+    for step in range(steps):
+        if cursor + batch_size > len(blocks):
+            blocks, cursor = torch.cat([blocks[cursor:], pack(docs, block, rng)]), 0
+        batch = blocks[cursor : cursor + batch_size]
+        cursor += batch_size
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    model.eval()
+    tail = losses[-max(1, steps // 10) :]
+    return {"steps": steps, "final_loss": float(np.mean(tail)),
+            "seconds": time.perf_counter() - start}

@@ -1,0 +1,222 @@
+"""Results as JSON (every figure), a Markdown summary and PNG plots (metric vs generation).
+
+The Markdown table is the final generation's mean ± std across seeds, plus how many
+generations each seed took until held-out perplexity reached 1.5x its generation 0. Wins and
+losses of the DCES variants are called "clear" only when the gap exceeds the sum of the two
+standard deviations; everything else is reported as within the seed noise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# (key, label, +1 higher is better / -1 lower is better / 0 neither)
+METRICS: list[tuple[str, str, int]] = [
+    ("heldout_perplexity", "held-out ppl", -1),
+    ("entropy", "next-token entropy", 0),
+    ("ece", "ECE", -1),
+    ("distinct_1", "distinct-1", +1),
+    ("distinct_2", "distinct-2", +1),
+    ("distinct_3", "distinct-3", +1),
+    ("vendi", "Vendi", +1),
+    ("kl_to_real", "KL to real", -1),
+    ("tail_mass", "tail mass", +1),
+]
+PPL_FACTOR = 1.5
+BASELINES = ("random", "ppl_low", "ppl_high", "semdedup")
+
+
+def by_strategy(runs: Sequence[dict[str, Any]], regime: str) -> dict[str, list[dict[str, Any]]]:
+    """The chains of ``regime`` grouped by strategy, each list sorted by seed."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for run in sorted(runs, key=lambda r: r["seed"]):
+        if run["regime"] == regime:
+            out.setdefault(run["strategy"], []).append(run)
+    return out
+
+
+def series(chains: list[dict[str, Any]], key: str) -> np.ndarray:
+    """(seeds, generations + 1) values of one metric."""
+    return np.array([[g[key] for g in c["generations"]] for c in chains], dtype=np.float64)
+
+
+def gens_to_ppl_factor(chain: dict[str, Any]) -> int | None:
+    ppl = [g["heldout_perplexity"] for g in chain["generations"]]
+    for g, value in enumerate(ppl):
+        if value >= PPL_FACTOR * ppl[0]:
+            return g
+    return None
+
+
+def _fmt(mean: float, std: float) -> str:
+    digits = 1 if abs(mean) >= 10 else 3
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _final(chains: list[dict[str, Any]], key: str) -> tuple[float, float]:
+    last = series(chains, key)[:, -1]
+    return float(last.mean()), float(last.std())
+
+
+def final_table(groups: dict[str, list[dict[str, Any]]], real: dict[str, Any]) -> list[str]:
+    generations = len(next(iter(groups.values()))[0]["generations"]) - 1
+    head = ["strategy", *(label for _, label, _ in METRICS),
+            f"gens to {PPL_FACTOR}x gen-0 ppl (per seed)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    real_cells = [f"{real[k]:.3f}" if k in real else "" for k, _, _ in METRICS]
+    lines.append("| real held-out text | " + " | ".join(real_cells) + " | |")
+    first = next(iter(groups.values()))
+    gen0 = [_fmt(float(series(first, k)[:, 0].mean()), float(series(first, k)[:, 0].std()))
+            for k, _, _ in METRICS]
+    lines.append("| generation 0 (shared) | " + " | ".join(gen0) + " | |")
+    for name, chains in groups.items():
+        cells = [_fmt(*_final(chains, k)) for k, _, _ in METRICS]
+        reached = [gens_to_ppl_factor(c) for c in chains]
+        cells.append(", ".join(str(r) if r is not None else f">{generations}" for r in reached))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def trajectory_table(groups: dict[str, list[dict[str, Any]]], key: str) -> list[str]:
+    generations = len(next(iter(groups.values()))[0]["generations"])
+    head = ["strategy", *(f"gen {g}" for g in range(generations))]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, chains in groups.items():
+        values = series(chains, key)
+        cells = [_fmt(float(values[:, g].mean()), float(values[:, g].std()))
+                 for g in range(generations)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def comparison(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Each DCES variant against each baseline, metric by metric, at the final generation."""
+    lines = []
+    for variant in (s for s in groups if s.startswith("dces")):
+        for base in (b for b in BASELINES if b in groups):
+            wins: list[str] = []
+            losses: list[str] = []
+            ties: list[str] = []
+            for key, label, direction in METRICS:
+                if direction == 0:
+                    continue
+                (m1, s1), (m2, s2) = _final(groups[variant], key), _final(groups[base], key)
+                better = direction * (m1 - m2) > 0
+                text = f"{label} {m1:.3g} vs {m2:.3g}"
+                if abs(m1 - m2) <= s1 + s2:
+                    ties.append(text)
+                else:
+                    (wins if better else losses).append(text)
+            lines.append(f"- **{variant} vs {base}**: clearly better on "
+                         f"{'; '.join(wins) or 'nothing'} — clearly worse on "
+                         f"{'; '.join(losses) or 'nothing'} — within seed noise: "
+                         f"{len(ties)} metric(s).")
+    return lines
+
+
+def service_table(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """What the service decided and measured each round (mean over seeds)."""
+    lines = ["| strategy | round | edge ratio | center/edge | edits per 100 tok | rejected "
+             "| ref. coverage | eff. clusters | alerts |", "|" + "---|" * 9]
+    for name, chains in groups.items():
+        if not name.startswith("dces"):
+            continue
+        rounds = len(chains[0]["generations"]) - 1
+        for r in range(rounds):
+            info = [c["generations"][r + 1]["selection"] for c in chains]
+            ratio = np.mean([i["mean_edge_ratio"] for i in info])
+            center = np.mean([i["selected_center"] for i in info])
+            edge = np.mean([i["selected_edge"] for i in info])
+            edits = np.mean([i["edit_stats"]["edit_rate"] for i in info])
+            rejected = np.mean([sum(i["rejected"].values()) for i in info])
+            cover = np.mean([i["health"]["reference_coverage"] or 0.0 for i in info])
+            eff = np.mean([i["health"]["effective_clusters"] for i in info])
+            alerts = np.mean([len(i["health"]["alerts"]) for i in info])
+            lines.append(f"| {name} | {r} | {ratio:.2f} | {center:.0f}/{edge:.0f} | {edits:.2f} "
+                         f"| {rejected:.0f} | {cover:.2f} | {eff:.1f} | {alerts:.1f} |")
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    cfg = results["config"]
+    setup = results["setup"]
+    out = [
+        f"# Collapse benchmark — {', '.join(cfg['regimes'])}",
+        "",
+        f"`{results['command']}` — {results['when']}, {results['machine']['cores']} cores, "
+        f"{results['seconds'] / 60:.1f} min.",
+        "",
+        f"Model: GPT-2 style, {setup['parameters']:,} parameters "
+        f"({cfg['model']['n_layer']} layers, width {cfg['model']['n_embd']}, "
+        f"context {cfg['model']['context']}, BPE vocabulary {setup['vocab_size']}). "
+        f"Data: {setup['split']['train_entries']} real training entries, "
+        f"{setup['split']['test_entries']} held-out ({cfg['test_docs']} scored), "
+        f"{setup['split']['categories']} categories; tail = the "
+        f"{len(setup['split']['tail_categories'])} smallest "
+        f"({setup['split']['tail_train_share']:.1%} of the training split). "
+        f"Generation 0: {cfg['gen0_tokens']:,} token passes from scratch; each later generation "
+        f"continues for {cfg['gen_tokens']:,} token passes on {cfg['budget']} samples chosen from "
+        f"a pool of {cfg['budget'] * cfg['pool_factor']} sampled at temperature "
+        f"{cfg['temperature']}, top-p {cfg['top_p']}. {cfg['seeds']} seed(s), "
+        f"{cfg['generations']} generations after generation 0. Text metrics on "
+        f"{cfg['metric_samples']} generated samples per generation.",
+    ]
+    for regime in cfg["regimes"]:
+        groups = by_strategy(results["runs"], regime)
+        out += ["", f"## Regime `{regime}`: final generation, mean ± std over seeds", "",
+                *final_table(groups, results["real"]), "",
+                "### Held-out perplexity by generation", "",
+                *trajectory_table(groups, "heldout_perplexity"), "",
+                "### Tail mass by generation", "", *trajectory_table(groups, "tail_mass"), "",
+                "### DCES against the baselines (final generation)", "", *comparison(groups)]
+        if any(s.startswith("dces") for s in groups):
+            out += ["", "### What the service measured and decided (mean over seeds)", "",
+                    *service_table(groups)]
+        out += ["", f"![metrics against generation]({results['name']}-{regime}.png)"]
+    return "\n".join(out) + "\n"
+
+
+def plot(results: dict[str, Any], regime: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = by_strategy(results["runs"], regime)
+    fig, axes = plt.subplots(3, 3, figsize=(15, 12))
+    for ax, (key, label, direction) in zip(axes.flat, METRICS, strict=True):
+        for name, chains in groups.items():
+            values = series(chains, key)
+            mean, std = values.mean(0), values.std(0)
+            x = np.arange(len(mean))
+            ax.plot(x, mean, marker="o", ms=3, label=name, lw=2 if name == "dces" else 1.2)
+            ax.fill_between(x, mean - std, mean + std, alpha=0.12)
+        if key in results["real"]:
+            ax.axhline(results["real"][key], color="k", ls="--", lw=0.8, label="real text")
+        arrow = {1: " (higher is better)", -1: " (lower is better)", 0: ""}[direction]
+        ax.set_title(label + arrow)
+        ax.set_xlabel("generation")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(f"Collapse benchmark, regime {regime} (mean ± std over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    """``<name>.json``, ``<name>.md`` and one PNG per regime; returns the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = results["name"]
+    paths = [out_dir / f"{name}.json", out_dir / f"{name}.md"]
+    paths[0].write_text(json.dumps(results, indent=1) + "\n")
+    paths[1].write_text(markdown(results))
+    for regime in results["config"]["regimes"]:
+        png = out_dir / f"{name}-{regime}.png"
+        plot(results, regime, png)
+        paths.append(png)
+    return paths

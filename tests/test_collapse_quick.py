@@ -1,0 +1,111 @@
+"""The collapse benchmark: its limits (fast) and one real `--quick` run (slow) checked for shape.
+
+The quick run is the whole pipeline on the shipped fortunes sample: BPE tokenizer, GPT training,
+KV-cache sampling, every strategy, and a real `dces serve` process driven by ``DCESClient``. It
+checks the shape of the results, never which strategy wins.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.collapse.__main__ import main
+from bench.collapse.config import QUICK, STRATEGIES, BenchConfig
+from bench.collapse.data import split_corpus
+from bench.collapse.report import METRICS
+from bench.corpora import Fortune
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "examples" / "fortunes-sample.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("regimes", ("replace", "sideways")),
+        ("strategies", ()),
+        ("seeds", 0),
+        ("generations", 0),
+        ("budget", 9),
+        ("pool_factor", 0),
+        ("metric_samples", 10_000),
+        ("temperature", 0.0),
+        ("top_p", 1.5),
+        ("anchor_fraction", 1.0),
+        ("jobs", 0),
+    ],
+)
+def test_config_limits_name_the_field(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=f"^{field}: must be"):
+        QUICK.with_overrides(**{field: value})
+
+
+def test_cli_rejects_bad_numbers_before_any_work(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--quick", "--seeds", "0"]) == 2
+    assert "seeds: must be in [1, 100], got 0" in capsys.readouterr().err
+
+
+def test_split_is_stratified_and_the_tail_is_the_smallest_quarter() -> None:
+    sizes = {"big": 80, "mid": 40, "small": 10, "tiny": 4}
+    corpus = [Fortune(f"{c}-{i}", f"text {c} {i}", c) for c, n in sizes.items() for i in range(n)]
+    split = split_corpus(corpus, test_fraction=0.25)
+    assert {f.category for f in split.test} == set(sizes)
+    assert not {f.id for f in split.train} & {f.id for f in split.test}
+    assert len(split.train) + len(split.test) == len(corpus)
+    assert split.categories == ["tiny", "small", "mid", "big"]
+    assert split.tail == ["tiny"]
+
+
+def test_default_run_covers_every_strategy() -> None:
+    cfg = BenchConfig()
+    assert cfg.strategies == STRATEGIES and cfg.seeds >= 3 and cfg.generations >= 5
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+@pytest.mark.slow
+def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.collapse", "--quick", "--corpus", str(SAMPLE),
+         "--out", str(tmp_path), "--name", "q"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "q.json").read_text())
+    cfg = results["config"]
+    assert cfg["regimes"] == ["replace"] and cfg["generations"] == QUICK.generations
+    runs = results["runs"]
+    assert sorted(r["strategy"] for r in runs) == sorted(STRATEGIES)
+    for run in runs:
+        gens = run["generations"]
+        assert [g["generation"] for g in gens] == list(range(QUICK.generations + 1))
+        assert gens[0] == runs[0]["generations"][0]  # generation 0 is shared
+        for g in gens:
+            assert all(_finite(g[key]) for key, _, _ in METRICS), g
+            assert sum(g["category_counts"]) == QUICK.metric_samples
+        for g in gens[1:]:
+            assert 0 < g["selected"] <= QUICK.budget
+            if not run["strategy"].startswith("dces"):
+                assert g["selected"] == QUICK.budget
+        if run["strategy"].startswith("dces"):
+            rounds = [g["selection"] for g in gens[1:]]
+            assert [r["round"] for r in rounds] == list(range(QUICK.generations))
+            assert all(r["clusters"] and "reference_coverage" in r["health"] for r in rounds)
+            health = run["service"]["health"]
+            assert len(health["rounds"]) == QUICK.generations
+        if run["strategy"] == "dces_static":
+            assert all(r["mean_edge_ratio"] == pytest.approx(0.5) for r in rounds)
+        if run["strategy"] == "dces_no_edit":
+            assert all(r["edit_stats"]["tokens"] == 0 for r in rounds)
+    markdown = (tmp_path / "q.md").read_text()
+    for strategy in STRATEGIES:
+        assert f"| {strategy} |" in markdown
+    assert (tmp_path / "q-replace.png").read_bytes().startswith(b"\x89PNG")

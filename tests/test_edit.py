@@ -1,0 +1,159 @@
+"""curation.edit: ToEdit resampling on a tiny random LM (plumbing) and on the real SmolLM2."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from lm_fixtures import smollm2_fixture, tiny_lm_dir_fixture, tiny_lm_fixture  # noqa: F401
+
+from curation.config import EditConfig
+from curation.edit import EditedText, TokenEditor, apply_edits
+from curation.lm import CausalLM
+from curation.types import CurationInputError, Edit
+
+TEXT = "The quick brown fox jumps over the lazy dog while the farmer sleeps."
+LONG = "It is a truth universally acknowledged that a single man must be in want of a wife. " * 8
+EVERY = EditConfig(threshold=0.0, top_k=8, beta=1.0)  # every token of a random LM qualifies
+
+
+def check_edits(original: str, edited: EditedText) -> None:
+    """Edits are sorted spans of the original holding ``old``; splicing them gives the text."""
+    assert apply_edits(original, edited.edits) == edited.text
+    ends = [0]
+    for e in edited.edits:
+        assert e.start >= ends[-1] and original[e.start : e.end] == e.old and e.new != e.old
+        assert e.old[:1].isspace() == e.new[:1].isspace()  # word boundaries are kept
+        assert e.new.strip() and "\ufffd" not in e.new and "\n" not in e.new
+        ends.append(e.end)
+
+
+def test_threshold_zero_resamples_nearly_every_token(tiny_lm: CausalLM) -> None:
+    [s] = tiny_lm.score([TEXT], max_tokens=64, batch_size=1)
+    [out] = TokenEditor(tiny_lm, EVERY).edit([TEXT], seed=0)
+    check_edits(TEXT, out)
+    assert out.tokens == len(s) and out.text != TEXT
+    assert len(out.edits) >= 0.8 * (len(s) - 1)
+    assert out.edits[0].start >= s.offsets[0, 1]  # token 0 has no prefix: never edited
+    assert all(0.0 < e.p < 1.0 for e in out.edits)
+
+
+def test_threshold_one_edits_nothing(tiny_lm: CausalLM) -> None:
+    out = TokenEditor(tiny_lm, replace(EVERY, threshold=1.0)).edit([TEXT, LONG], seed=0)
+    assert [(o.text, o.edits) for o in out] == [(TEXT, []), (LONG, [])]
+    assert out[0].tokens > 10
+
+
+def test_edits_only_tokens_above_the_threshold(tiny_lm: CausalLM) -> None:
+    [s] = tiny_lm.score([LONG], max_tokens=64, batch_size=1)
+    cut = float(np.nanquantile(s.probs, 0.7))
+    [out] = TokenEditor(tiny_lm, replace(EVERY, threshold=cut, max_tokens=64)).edit([LONG], 0)
+    check_edits(LONG, out)
+    assert out.edits and all(e.p > cut for e in out.edits)
+    assert len(out.edits) <= 0.3 * len(s) + 1
+
+
+def test_same_seed_same_edits_and_batch_neighbours_do_not_matter(tiny_lm: CausalLM) -> None:
+    editor = TokenEditor(tiny_lm, EVERY)
+    first = editor.edit([TEXT, LONG], seed=7)
+    assert editor.edit([TEXT, LONG], seed=7) == first
+    # alone, the text is not padded: its scores move in the last float bits, its edits do not
+    [alone] = editor.edit([TEXT], seed=7)
+    assert alone.text == first[0].text
+    assert [replace(e, p=0.0) for e in alone.edits] == [replace(e, p=0.0) for e in first[0].edits]
+    np.testing.assert_allclose([e.p for e in alone.edits], [e.p for e in first[0].edits], 1e-4)
+    assert editor.edit([TEXT, LONG], seed=8)[0].text != first[0].text
+    assert editor.edit([TEXT], seed=-3) == editor.edit([TEXT], seed=-3)
+
+
+def test_only_the_first_max_tokens_are_edited(tiny_lm: CausalLM) -> None:
+    config = replace(EVERY, max_tokens=8)
+    [s] = tiny_lm.score([LONG], max_tokens=8, batch_size=1)
+    cut = int(s.offsets[-1, 1])
+    [out] = TokenEditor(tiny_lm, config).edit([LONG], seed=0)
+    check_edits(LONG, out)
+    assert out.tokens == 8 and out.edits
+    assert all(e.end <= cut for e in out.edits) and out.text.endswith(LONG[cut:])
+
+
+def test_the_original_may_be_kept_when_not_excluded(tiny_lm: CausalLM) -> None:
+    # A text the model writes itself (greedy): the original token is the top-1 everywhere.
+    prompt = tiny_lm.tokenizer("The", return_tensors="pt").input_ids
+    ids = tiny_lm.model.generate(prompt, max_new_tokens=40, do_sample=False)[0]
+    text = tiny_lm.tokenizer.decode(ids)
+    keep = replace(EVERY, top_k=1, exclude_original=False)
+    assert TokenEditor(tiny_lm, keep).edit([text], seed=0)[0].edits == []
+    flat = replace(EVERY, top_k=8, beta=100.0)  # near-equally likely candidates
+    [kept] = TokenEditor(tiny_lm, replace(flat, exclude_original=False)).edit([text], seed=0)
+    [excluded] = TokenEditor(tiny_lm, flat).edit([text], seed=0)
+    check_edits(text, kept)
+    check_edits(text, excluded)
+    assert len(excluded.edits) >= 30 and 0 < len(kept.edits) < len(excluded.edits)
+
+
+def test_unicode_split_into_byte_tokens_is_never_broken(tiny_lm: CausalLM) -> None:
+    text = "Café au lait, naïve 日本語 — emoji 🙂 and 🦜 stay whole, über alles.\nNew line."
+    [out] = TokenEditor(tiny_lm, EVERY).edit([text], seed=1)
+    check_edits(text, out)
+    # these are split over byte tokens (or are layout): none of their pieces may be replaced
+    assert out.edits and all(ch in out.text for ch in "日語🦜ü\n")
+
+
+def test_disabled_or_empty_input(tiny_lm: CausalLM) -> None:
+    off = TokenEditor(tiny_lm, replace(EVERY, enabled=False)).edit([TEXT], seed=0)
+    assert off == [EditedText(TEXT, [], 0)]
+    assert TokenEditor(tiny_lm, EVERY).edit([], seed=0) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"threshold": -0.1}, r"edit.threshold: must be in \[0, 1\]"),
+        ({"threshold": 1.5}, r"edit.threshold: must be in \[0, 1\]"),
+        ({"top_k": 1}, "edit.top_k: must be an integer >= 2"),
+        ({"top_k": 0, "exclude_original": False}, "edit.top_k: must be an integer >= 1"),
+        ({"top_k": 1.5}, "edit.top_k: must be an integer"),
+        ({"beta": 0.0}, "edit.beta: must be > 0"),
+        ({"max_tokens": 1}, "edit.max_tokens: must be an integer between 2 and 512"),
+        ({"max_tokens": 10_000}, r"edit.max_tokens: must be an integer between 2 and 512"),
+        ({"batch_size": 0}, "edit.batch_size: must be an integer >= 1"),
+    ],
+)
+def test_config_limits(tiny_lm: CausalLM, change: dict[str, object], message: str) -> None:
+    with pytest.raises(CurationInputError, match=message):
+        TokenEditor(tiny_lm, replace(EVERY, **change)).edit([TEXT], seed=0)  # type: ignore[arg-type]
+
+
+def test_scores_without_enough_candidates_are_refused(tiny_lm: CausalLM) -> None:
+    scores = tiny_lm.score([TEXT], max_tokens=16, batch_size=1, top_k=2)
+    with pytest.raises(CurationInputError, match=r"scores\[0\]: has 2 candidates"):
+        TokenEditor(tiny_lm, EVERY).edit_scored([TEXT], scores, seed=0)
+
+
+def test_apply_edits_splices_in_any_order_and_checks_every_edit() -> None:
+    text = "one two three"
+    edits = [Edit(8, 13, "three", "3", 0.9), Edit(0, 3, "one", "1", 0.9)]
+    assert apply_edits(text, edits) == "1 two 3"
+    assert apply_edits(text, []) == text
+    with pytest.raises(CurationInputError, match=r"edits\[0\]: span \[10, 14\) is outside"):
+        apply_edits(text, [Edit(10, 14, "ree", "x", 0.9)])
+    with pytest.raises(CurationInputError, match=r"edits\[1\]: span \[2, 5\) overlaps"):
+        apply_edits(text, [Edit(0, 3, "one", "1", 0.9), Edit(2, 5, "e t", "x", 0.9)])
+    with pytest.raises(CurationInputError, match=r"edits\[0\]: 'old' is 'two' but the text has"):
+        apply_edits(text, [Edit(0, 3, "two", "2", 0.9)])
+
+
+def test_real_lm_edits_fortunes_at_the_default_config(
+    smollm2: CausalLM, fortunes: list[dict[str, str]]
+) -> None:
+    texts = [f["text"] for f in fortunes[:12]]
+    config = EditConfig()
+    out = TokenEditor(smollm2, config).edit(texts, seed=0)
+    for text, edited in zip(texts, out, strict=True):
+        check_edits(text, edited)
+        assert all(e.p > config.threshold for e in edited.edits)
+    edits = sum(len(o.edits) for o in out)
+    tokens = sum(o.tokens for o in out)
+    assert sum(bool(o.edits) for o in out) >= 3  # an editor that changes nothing is broken
+    assert 0.5 <= 100 * edits / tokens <= 15  # ... and one that rewrites everything too
