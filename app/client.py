@@ -247,7 +247,9 @@ class DCESClient:
             body["state"] = dict(state)
         if feedback is not None:
             body["feedback"] = dict(feedback)
-        return self._call("POST", "/v1/curate", json=body, safe=True)
+        # No read timeout: a stateless round answers only when curated (there is no job).
+        return self._call("POST", "/v1/curate", json=body, safe=True,
+                          timeout=httpx.Timeout(None, connect=5.0))
 
     # -- plumbing -------------------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ class EngineModels:
         self.settings = settings
         self._embedders: OrderedDict[tuple[Any, ...], Embedder] = OrderedDict()
         self._lms: OrderedDict[str | None, CausalLM] = OrderedDict()
+        self.loaded: dict[str, list[str]] = {"embedders": [], "lms": []}
 
     def load_defaults(self) -> None:
         """Load the default models and curate a tiny warm-up batch: the engine's first call
@@ -90,13 +91,6 @@ class EngineModels:
             curator = Curator(config, embedder=curator.embedder, lm=self._lm(config.edit.model))
         return curator
 
-    def describe(self) -> dict[str, Any]:
-        """For /info: what is loaded now (read from other threads: plain lists, no locking)."""
-        return {
-            "embedders": [e.name for e in list(self._embedders.values())],
-            "lms": [lm.name for lm in list(self._lms.values())],
-        }
-
     def _embedder(self, cfg: EmbedConfig) -> Embedder:
         return self._get(self._embedders, astuple(cfg), lambda: load_embedder(
             cfg.model, cfg.dtype, cfg.batch_size, cfg.cache_size))
@@ -112,4 +106,7 @@ class EngineModels:
         cache[key] = load()
         while len(cache) > self.settings.max_loaded_models:
             cache.popitem(last=False)
+        # /info reads this from the event loop: replace the dict, never mutate what it reads.
+        self.loaded = {"embedders": [e.name for e in self._embedders.values()],
+                       "lms": [lm.name for lm in self._lms.values()]}
         return cache[key]

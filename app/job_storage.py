@@ -3,7 +3,8 @@
 A round's input is always stored before any curation starts: an inline batch becomes a one-part
 upload, a chunked round is an upload the client filled part by part. So a job can be resumed
 after a crash, and a chunked round is curated as ONE round of the run. The round's result, the
-run's new state, the job's success and the deletion of the staged input commit together.
+run's new state, the job's success and the deletion of the staged samples commit together (the
+upload and its parts' hashes remain, so that a retried POST of the same upload still matches).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -177,7 +178,7 @@ class JobStore:
             row = self._job_row(s, job_id)
             if row.status != "failed":
                 return _job(row)
-            if row.upload_id is None or s.get(UploadRow, row.upload_id) is None:
+            if row.upload_id is None or self._sample_count(s, row.upload_id) == 0:
                 if samples is None:
                     raise Conflict(f"job {job_id} failed and its upload is gone; "
                                    "upload the samples again with a new Idempotency-Key")
@@ -194,7 +195,7 @@ class JobStore:
             if job is None or job.status != "queued" or job.run_id is None:
                 return None
             run = get_run_row(s, job.run_id)
-            if job.upload_id is None or s.get(UploadRow, job.upload_id) is None:
+            if job.upload_id is None or self._sample_count(s, job.upload_id) == 0:
                 raise NotFound(f"the input of job {job_id} is no longer stored")
             job.status, job.attempts, job.started_at = "running", job.attempts + 1, now_iso()
             job.stage, job.progress = "load", 0.0
@@ -236,10 +237,8 @@ class JobStore:
             run.rounds, run.state_json = inp.round + 1, dumps(state)
             job.status, job.round, job.stage, job.progress = "succeeded", inp.round, "done", 1.0
             job.finished_at = now_iso()
-            if job.upload_id is not None:
-                upload = s.get(UploadRow, job.upload_id)
-                if upload is not None:
-                    s.delete(upload)
+            if job.upload_id is not None:  # the parts' hashes stay: a retried POST must match
+                s.execute(delete(UploadSampleRow).where(UploadSampleRow.upload_id == job.upload_id))
 
     def finish_failed(self, job_id: str, error: dict[str, Any], note: str | None = None) -> None:
         with self.db.write() as s:
@@ -282,6 +281,11 @@ class JobStore:
         if row is None:
             raise NotFound(f"job {job_id!r} does not exist")
         return row
+
+    @staticmethod
+    def _sample_count(session: Session, upload_id: str) -> int:
+        return session.scalar(select(func.count()).select_from(UploadSampleRow)
+                              .where(UploadSampleRow.upload_id == upload_id)) or 0
 
     @staticmethod
     def _upload_row(session: Session, run_id: str, upload_id: str) -> UploadRow:

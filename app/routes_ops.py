@@ -45,7 +45,7 @@ def info(svc: Svc) -> dict[str, Any]:
         "models": {
             "embedding": settings.embedding_model or "all-MiniLM-L6-v2 (bundled)",
             "lm": settings.lm_model or "SmolLM2-135M-Instruct (bundled)",
-            "loaded": svc.worker.models.describe() if svc.worker.models is not None else None,
+            "loaded": svc.worker.models.loaded if svc.worker.models is not None else None,
         },
         "limits": settings.limits(),
         "auth": settings.api_token is not None,

@@ -92,7 +92,6 @@ class ModelWorker:
         self._mean_task_s = 5.0
         self._deadline: float | None = None
         self._thread = threading.Thread(target=self._run, name="dces-model-worker", daemon=True)
-        self.current: str | None = None
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -233,16 +232,15 @@ class ModelWorker:
         if not task.future.set_running_or_notify_cancel():
             return
         started = time.perf_counter()
-        self.current = task.name
         try:
             task.future.set_result(task.fn(TaskContext(self, task)))
         except Exception as exc:
             task.future.set_exception(exc)
         except BaseException:
             task.future.set_exception(Unavailable("the model worker died during this task"))
+            log.critical("task killed the model worker", extra={"task": task.name})
             raise
         finally:
-            self.current = None
             elapsed = time.perf_counter() - started
             self._mean_task_s = 0.7 * self._mean_task_s + 0.3 * elapsed
 

@@ -46,14 +46,14 @@ class BenchConfig:
     strategies: tuple[str, ...] = STRATEGIES
     seeds: int = 3
     generations: int = 5
-    budget: int = 500  # samples each strategy keeps per generation
-    pool_factor: int = 4  # candidate pool = pool_factor x budget, sampled from the last model
-    metric_samples: int = 500  # generated samples scored per generation (from the pool)
+    budget: int = 400  # samples each strategy keeps per generation
+    pool_factor: int = 3  # candidate pool = pool_factor x budget, sampled from the last model
+    metric_samples: int = 400  # generated samples scored per generation (from the pool)
     train_docs: int | None = None  # cap on the real training split (None: all of it)
-    test_docs: int = 1000  # held-out entries scored per generation
-    centroid_docs: int = 200  # real entries per category that define its embedding centroid
-    gen0_tokens: int = 1_000_000  # token passes training generation 0 from scratch
-    gen_tokens: int = 60_000  # token passes of each later generation (continued training)
+    test_docs: int = 500  # held-out entries scored per generation
+    centroid_docs: int = 100  # real entries per category that define its embedding centroid
+    gen0_tokens: int = 800_000  # token passes training generation 0 from scratch (~1.4 epochs)
+    gen_tokens: int = 48_000  # token passes of each later generation (~4 epochs of the budget)
     batch_size: int = 16
     gen0_lr: float = 2e-3
     gen_lr: float = 5e-4

@@ -55,6 +55,19 @@ class Gen0:
     pool_ids: list[list[int]]
 
 
+class Stopwatch:
+    """Seconds per named stage, for the runtime breakdown in the results."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = round(now - self._last, 2)
+        self._last = now
+
+
 def task_seed(*parts: object) -> int:
     """A stable 31-bit seed for one task (the same on every machine and Python run)."""
     return zlib.crc32(repr(parts).encode()) & 0x7FFFFFFF
@@ -80,17 +93,21 @@ def evaluate(shared: Shared, model: GPT2LMHeadModel, texts: list[str], embed: Em
 
 def run_gen0(shared: Shared, seed: int, embed: Embed, progress: Progress) -> Gen0:
     cfg = shared.cfg
-    start = time.perf_counter()
+    clock = Stopwatch()
     model = new_model(cfg.model, shared.tokenizer.vocab_size, seed)
     fit = train(model, shared.train_ids, cfg.gen0_tokens, cfg.batch_size, cfg.gen0_lr, seed)
     model_dir = shared.workdir / f"gen0-seed{seed}"
     model.save_pretrained(str(model_dir))
+    clock.lap("train")
     texts, ids = generate(shared, model, cfg.pool_size, task_seed("pool", seed, 0))
+    clock.lap("sample")
+    scored = evaluate(shared, model, texts[: cfg.metric_samples], embed, seed)
+    clock.lap("evaluate")
     record = {
         "generation": 0,
-        **evaluate(shared, model, texts[: cfg.metric_samples], embed, seed),
+        **scored,
         "train": {**fit, "docs": len(shared.train_ids)},
-        "seconds": time.perf_counter() - start,
+        "seconds": clock.laps,
     }
     progress(f"seed {seed} generation 0")
     return Gen0(seed, model_dir, record, texts, ids)
@@ -121,7 +138,10 @@ def selection_budget(cfg: BenchConfig, regime: str) -> int:
 
 def run_chain(shared: Shared, regime: str, seed: int, strategy_name: str, gen0: Gen0,
               embed: Embed, progress: Progress) -> dict[str, Any]:
-    """Generations 1..G of one strategy; returns every generation's record (gen 0 included)."""
+    """Generations 1..G of one strategy; returns every generation's record (gen 0 included).
+
+    Training order and sampling use the same random streams for every strategy of a (regime,
+    seed, generation) (common random numbers): strategies differ by what they select only."""
     cfg = shared.cfg
     tag = STRATEGIES.index(strategy_name)
     strategy = make_strategy(strategy_name, task_seed("strategy", regime, seed, tag), shared.url,
@@ -134,23 +154,27 @@ def run_chain(shared: Shared, regime: str, seed: int, strategy_name: str, gen0: 
     kept: list[str] = []  # every synthetic sample selected so far (for `accumulate`)
     budget = selection_budget(cfg, regime)
     for g in range(1, cfg.generations + 1):
-        start = time.perf_counter()
+        clock = Stopwatch()
         chosen = strategy.select(pool, budget, g - 1, metrics)
-        select_s = time.perf_counter() - start
+        clock.lap("select")
         kept += chosen.texts
         texts, n_real = training_docs(shared, regime, chosen.texts, kept, seed, g)
         model = copy_model(model)
         fit = train(model, shared.tokenizer.encode(texts), cfg.gen_tokens, cfg.batch_size,
-                    cfg.gen_lr, task_seed("train", regime, seed, tag, g))
+                    cfg.gen_lr, task_seed("train", regime, seed, g))
+        clock.lap("train")
         n = cfg.pool_size if g < cfg.generations else cfg.metric_samples
-        pool_texts, pool_ids = generate(shared, model, n, task_seed("pool", regime, seed, tag, g))
+        pool_texts, pool_ids = generate(shared, model, n, task_seed("pool", regime, seed, g))
+        clock.lap("sample")
+        scored = evaluate(shared, model, pool_texts[: cfg.metric_samples], embed, seed)
+        clock.lap("evaluate")
         metrics = {
             "generation": g,
-            **evaluate(shared, model, pool_texts[: cfg.metric_samples], embed, seed),
+            **scored,
             "selected": len(chosen.texts),
             "train": {**fit, "docs": len(texts), "real_docs": n_real},
-            "selection": {**chosen.info, "seconds": select_s},
-            "seconds": time.perf_counter() - start,
+            "selection": chosen.info,
+            "seconds": clock.laps,
         }
         records.append(metrics)
         pool = Pool(pool_texts, pool_ids, model, embed)

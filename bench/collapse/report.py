@@ -97,6 +97,9 @@ def trajectory_table(groups: dict[str, list[dict[str, Any]]], key: str) -> list[
 def comparison(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Each DCES variant against each baseline, metric by metric, at the final generation."""
     lines = []
+    if len(next(iter(groups.values()))) < 2:
+        lines.append("One seed only: no spread to judge against, so no difference below is a "
+                     "verdict.")
     for variant in (s for s in groups if s.startswith("dces")):
         for base in (b for b in BASELINES if b in groups):
             wins: list[str] = []
@@ -142,6 +145,23 @@ def service_table(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
     return lines
 
 
+def runtime_table(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """Mean seconds per stage of one generation, by strategy (generation 0 separately)."""
+    stages = ["select", "train", "sample", "evaluate"]
+    lines = ["| strategy | " + " | ".join(stages) + " | total |", "|" + "---|" * 6]
+    gen0 = [r["generations"][0]["seconds"] for r in runs]
+    cells = [f"{np.mean([g.get(k, 0.0) for g in gen0]):.1f}" for k in stages]
+    total = np.mean([sum(g.values()) for g in gen0])
+    lines.append("| generation 0 (once per seed) | " + " | ".join(cells) + f" | {total:.1f} |")
+    names = dict.fromkeys(r["strategy"] for r in runs)
+    for name in names:
+        laps = [g["seconds"] for r in runs if r["strategy"] == name for g in r["generations"][1:]]
+        cells = [f"{np.mean([lap.get(k, 0.0) for lap in laps]):.1f}" for k in stages]
+        total = np.mean([sum(lap.values()) for lap in laps])
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {total:.1f} |")
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
     cfg = results["config"]
     setup = results["setup"]
@@ -178,6 +198,8 @@ def markdown(results: dict[str, Any]) -> str:
             out += ["", "### What the service measured and decided (mean over seeds)", "",
                     *service_table(groups)]
         out += ["", f"![metrics against generation]({results['name']}-{regime}.png)"]
+    out += ["", "## Runtime: seconds per generation (wall clock in a worker, mean)", "",
+            *runtime_table(results["runs"])]
     return "\n".join(out) + "\n"
 
 

@@ -382,11 +382,13 @@ def test_upload_parts_are_idempotent_and_checked(
             fortunes[40]["id"], "part 1")
     problem(http.put(f"{base}/parts/0", json={"samples": fortunes[:1]}), 422, "part")
     assert http.get(base).json()["samples"] == 50
-    round_ = http.post(f"/v1/runs/{run}/rounds", json={"upload": upload["id"], "budget": 10})
+    body, key = {"upload": upload["id"], "budget": 10}, {"Idempotency-Key": "up-1"}
+    round_ = http.post(f"/v1/runs/{run}/rounds", json=body, headers=key)
     assert round_.status_code == 200 and len(round_.json()["samples"]) == 50
-    problem(http.put(f"{base}/parts/3", json={"samples": fortunes[60:70]}), 404)  # consumed
-    problem(http.post(f"/v1/runs/{run}/rounds", json={"upload": upload["id"], "budget": 10}),
-            404, upload["id"])
+    # The answer was lost, the caller retries the same POST: the same round, not a 404.
+    assert http.post(f"/v1/runs/{run}/rounds", json=body, headers=key).json() == round_.json()
+    problem(http.put(f"{base}/parts/3", json={"samples": fortunes[60:70]}), 409, "submitted")
+    problem(http.post(f"/v1/runs/{run}/rounds", json=body), 409, "already submitted")
     empty = http.post(f"/v1/runs/{run}/uploads").json()["id"]
     problem(http.post(f"/v1/runs/{run}/rounds", json={"upload": empty, "budget": 1}), 422,
             "no samples")

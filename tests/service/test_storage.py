@@ -62,7 +62,7 @@ def test_a_round_commits_in_one_transaction(stores: tuple[Any, ...], tmp_path: P
         assert con.execute("SELECT count(*) FROM upload_samples").fetchone()[0] == 6
     jobs.commit_round(inp, fake_result(6), {"round": 1})
     assert runs.run_state(run) == {"round": 1} and jobs.get_job(job["id"])["round"] == 0
-    with sqlite3.connect(tmp_path / "dces.sqlite3") as con:  # the staged input is gone
+    with sqlite3.connect(tmp_path / "dces.sqlite3") as con:  # the staged samples are gone
         assert con.execute("SELECT count(*) FROM upload_samples").fetchone()[0] == 0
     with pytest.raises(Conflict):  # the same input can never make a second round
         jobs.commit_round(inp, fake_result(6), {"round": 1})
