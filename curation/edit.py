@@ -5,6 +5,12 @@ One teacher-forced pass scores every token; a token the LM finds near-certain
 Such tokens carry little information for the next training round, and replacing them injects
 diversity without rewriting the sample. Every edit is returned as a char span of the ORIGINAL
 text, and :func:`apply_edits` is the one place where edits are spliced in.
+
+Unlike the paper, an edit never breaks the text: tokens that are special, layout, partial UTF-8
+or not exactly where the offsets say are neither replaced nor inserted, a replacement keeps the
+original's leading space, and by default (``whole_words``) only a whole word is replaced, and
+only by a whole word. On real fortunes, sub-word edits ("self-destruct" -> "self.ro",
+"don't" -> "don’") were the ones that multiplied a sample's perplexity (bench/results/editor.md).
 """
 
 from __future__ import annotations
@@ -112,6 +118,7 @@ class _Vocabulary:
     texts: list[str]
     editable: np.ndarray  # (V,) bool
     leading_space: np.ndarray  # (V,) bool
+    word: np.ndarray  # (V,) bool: letters only, after an optional leading space
 
 
 def _vocabulary(lm: CausalLM) -> _Vocabulary:
@@ -125,7 +132,8 @@ def _vocabulary(lm: CausalLM) -> _Vocabulary:
         special = set(tok.all_special_ids) | set(getattr(tok, "added_tokens_decoder", {}))
         editable = np.array([i not in special and _is_plain(t) for i, t in enumerate(texts)])
         leading = np.array([t[:1].isspace() for t in texts], dtype=bool)
-        vocab = _VOCABULARIES[lm] = _Vocabulary(texts, editable.astype(bool), leading)
+        word = np.array([t.lstrip().isalpha() for t in texts], dtype=bool)
+        vocab = _VOCABULARIES[lm] = _Vocabulary(texts, editable.astype(bool), leading, word)
     return vocab
 
 
@@ -147,10 +155,13 @@ def _edits(
 ) -> list[Edit]:
     """The edits of one text, in text order."""
     probs = sc.probs
+    whole_words = whole_words_only(config)
     spans = {
         int(i): span
         for i in np.flatnonzero(probs > config.threshold)
-        if i >= 1 and (span := _span(text, sc, vocab, int(i))) is not None
+        if i >= 1
+        and (span := _span(text, sc, vocab, int(i))) is not None
+        and (not whole_words or _is_whole_word(text, span, vocab.word[sc.ids[i]]))
     }
     if not spans:
         return []
@@ -162,6 +173,8 @@ def _edits(
     ok &= vocab.leading_space[safe] == vocab.leading_space[orig][:, None]
     if config.exclude_original:
         ok &= cand != orig[:, None]
+    if whole_words:
+        ok &= vocab.word[safe]
     logits = np.where(ok, sc.top_logits[pos, : config.top_k] / config.beta, -np.inf)
     draws = rng.random(len(pos))  # one per position, so a skipped one never shifts the others
     edits: list[Edit] = []
@@ -176,6 +189,27 @@ def _edits(
             start, end = spans[int(i)]
             edits.append(Edit(start, end, text[start:end], vocab.texts[new], float(probs[i])))
     return edits
+
+
+def whole_words_only(config: EditConfig) -> bool:
+    """``config.whole_words`` (default True): replace whole words by whole words only.
+
+    Read with a default until EditConfig carries the field.
+    """
+    return bool(getattr(config, "whole_words", True))
+
+
+def _is_whole_word(text: str, span: tuple[int, int], is_word: bool) -> bool:
+    """A letters-only token with a word boundary on both sides: not a piece of a word, nor the
+    "doesn" of "doesn't"."""
+    start, end = span
+    before = text[start].isspace() or start == 0 or not _in_word(text[start - 1])
+    after = end == len(text) or not _in_word(text[end])
+    return bool(is_word) and before and after
+
+
+def _in_word(ch: str) -> bool:
+    return ch.isalnum() or ch in "'’"
 
 
 def _span(text: str, sc: TokenScores, vocab: _Vocabulary, i: int) -> tuple[int, int] | None:

@@ -9,7 +9,7 @@
 # `exec` replaces this shell, so the server receives SIGTERM itself and drains.
 set -eu
 
-# Whole CPUs allowed by the CFS quota, or nothing when there is no limit.
+# Whole CPUs allowed by the CFS quota (rounded down, at least 1), or nothing without a limit.
 cpu_quota() {
     if [ -r /sys/fs/cgroup/cpu.max ]; then
         read -r quota period < /sys/fs/cgroup/cpu.max
@@ -20,12 +20,14 @@ cpu_quota() {
         return 0
     fi
     case "$quota" in max | -1 | "") return 0 ;; esac
-    cpus=$((quota / period))
-    echo $((cpus < 1 ? 1 : cpus))
+    whole=$((quota / period))
+    echo $((whole < 1 ? 1 : whole))
 }
 
-threads=$(nproc)
+# nproc: the CPUs this process may run on (cpuset/affinity); unset OMP_*, which it would echo.
+cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 quota=$(cpu_quota)
+threads=$cpus
 if [ -n "$quota" ] && [ "$quota" -lt "$threads" ]; then
     threads=$quota
 fi
@@ -36,5 +38,5 @@ export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-$OMP_NUM_THREADS}"
 export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-$OMP_NUM_THREADS}"
 export TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-false}"
 
-echo "dces-entrypoint: cpus=$(nproc) quota=${quota:-none} threads=$OMP_NUM_THREADS" >&2
+echo "dces-entrypoint: cpus=$cpus cpu-limit=${quota:-none} threads=$OMP_NUM_THREADS" >&2
 exec "$@"

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds the real Dockerfile with podman and proves the image as a sidecar, on a machine with no
 # Docker engine and no registry (the way ../shared/CONTAINERS.md describes):
-#   build (CPU-only torch, no CUDA package) → start on a free loopback port with a named volume →
-#   /readyz within a bounded wait (cold start measured) → one round through the published port →
-#   non-root, HF_HUB_OFFLINE=1, models loaded, no Hugging Face cache written → a trainer container
-#   in the service's network namespace (the k8s pod topology) → SIGTERM: graceful exit →
-#   a new container on the same volume still has the round (and replays it by idempotency key) →
-#   thread count follows a --cpus limit → the server starts and passes HEALTHCHECK with no network.
+#   build (CPU-only torch, no CUDA package) → start on a free loopback port with a named volume
+#   → /readyz within a bounded wait (cold start measured) → non-root, HF_HUB_OFFLINE=1, models
+#   loaded, no Hugging Face cache written → the example trainer in a second container sharing
+#   the service's network namespace (the k8s pod topology) → one round through the published
+#   port, with SIGTERM sent while it runs: answered, then a graceful exit → a new container on
+#   the same volume still has the round (and replays it by idempotency key) → threads follow a
+#   --cpus limit → healthy by its HEALTHCHECK with --network=none --read-only.
 # Caches between runs: the Debian base, the python:3.11-slim stand-in and the image's layers.
 # The last line is `SMOKE PASS` or `SMOKE FAIL: <reason>`.
 #
@@ -47,7 +48,7 @@ cleanup() {
             log "last logs of $c:"
             podman logs --tail 15 "$c" >&2 2>&1 || true
         fi
-        podman rm -f -t 0 "$c" >/dev/null 2>&1 || true
+        podman rm -f -v -t 0 "$c" >/dev/null 2>&1 || true
     done
     podman volume rm -f "$VOLUME" >/dev/null 2>&1 || true
     rm -rf "${TMP:-}"
@@ -138,7 +139,8 @@ EOF
 
 # The host pip's effective value of an option (PIP_* environment first, then its config files).
 pip_setting() {
-    local var="PIP_$(echo "$1" | tr 'a-z-' 'A-Z_')"
+    local var
+    var="PIP_$(echo "$1" | tr 'a-z-' 'A-Z_')"
     if [ -n "${!var:-}" ]; then
         echo "${!var}"
         return
@@ -304,7 +306,7 @@ key=smoke-$$
 api POST "/v1/runs/$run/rounds" "{\"budget\": 10, \"samples\": $samples}" \
     -H "Idempotency-Key: $key" > "$TMP/round.json" 2> "$TMP/round.err" &
 post=$!
-wait_until "$TAG-a" "podman logs $TAG-a 2>&1 | grep '\"round started\"' | grep -c $run"
+wait_until "$TAG-a" "api GET '/v1/jobs?status=running&run_id=$run' | grep -c '\"id\"'"
 t0=$(date +%s.%N)
 podman stop -t 60 "$TAG-a" >/dev/null 2>&1
 STOP_S=$(python3 -c "print(f'{$(date +%s.%N) - $t0:.1f}')")

@@ -6,19 +6,25 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from lm_fixtures import smollm2_fixture, tiny_lm_dir_fixture, tiny_lm_fixture  # noqa: F401
+from lm_fixtures import (  # noqa: F401
+    EditSettings,
+    smollm2_fixture,
+    tiny_lm_dir_fixture,
+    tiny_lm_fixture,
+)
 
 from curation.config import EditConfig
-from curation.edit import EditedText, TokenEditor, apply_edits
+from curation.edit import EditedText, TokenEditor, apply_edits, whole_words_only
 from curation.lm import CausalLM
 from curation.types import CurationInputError, Edit
 
 TEXT = "The quick brown fox jumps over the lazy dog while the farmer sleeps."
 LONG = "It is a truth universally acknowledged that a single man must be in want of a wife. " * 8
 EVERY = EditConfig(threshold=0.0, top_k=8, beta=1.0)  # every token of a random LM qualifies
+PIECES = EditSettings(threshold=0.0, top_k=8, beta=1.0, whole_words=False)
 
 
-def check_edits(original: str, edited: EditedText) -> None:
+def check_edits(original: str, edited: EditedText, whole_words: bool = True) -> None:
     """Edits are sorted spans of the original holding ``old``; splicing them gives the text."""
     assert apply_edits(original, edited.edits) == edited.text
     ends = [0]
@@ -26,7 +32,17 @@ def check_edits(original: str, edited: EditedText) -> None:
         assert e.start >= ends[-1] and original[e.start : e.end] == e.old and e.new != e.old
         assert e.old[:1].isspace() == e.new[:1].isspace()  # word boundaries are kept
         assert e.new.strip() and "\ufffd" not in e.new and "\n" not in e.new
+        if whole_words:
+            assert is_whole_word(original, e) and e.new.lstrip().isalpha()
         ends.append(e.end)
+
+
+def is_whole_word(text: str, e: Edit) -> bool:
+    """Letters only, and no letter, digit or apostrophe touching it on either side."""
+    inside = lambda ch: ch.isalnum() or ch in "'’"  # noqa: E731
+    before = e.old[:1].isspace() or e.start == 0 or not inside(text[e.start - 1])
+    after = e.end == len(text) or not inside(text[e.end])
+    return e.old.lstrip().isalpha() and before and after
 
 
 def test_threshold_zero_resamples_nearly_every_token(tiny_lm: CausalLM) -> None:
@@ -94,10 +110,22 @@ def test_the_original_may_be_kept_when_not_excluded(tiny_lm: CausalLM) -> None:
 
 def test_unicode_split_into_byte_tokens_is_never_broken(tiny_lm: CausalLM) -> None:
     text = "Café au lait, naïve 日本語 — emoji 🙂 and 🦜 stay whole, über alles.\nNew line."
-    [out] = TokenEditor(tiny_lm, EVERY).edit([text], seed=1)
-    check_edits(text, out)
+    [out] = TokenEditor(tiny_lm, PIECES).edit([text], seed=1)
+    check_edits(text, out, whole_words=False)
     # these are split over byte tokens (or are layout): none of their pieces may be replaced
     assert out.edits and all(ch in out.text for ch in "日語🦜ü\n")
+
+
+def test_whole_words_only_unless_switched_off(tiny_lm: CausalLM) -> None:
+    text = "The self-destruct button doesn't work; naïve users press it anyway, twice."
+    assert whole_words_only(EditConfig()) and not whole_words_only(PIECES)
+    [words] = TokenEditor(tiny_lm, EVERY).edit([text], seed=0)
+    [pieces] = TokenEditor(tiny_lm, PIECES).edit([text], seed=0)
+    check_edits(text, words)
+    check_edits(text, pieces, whole_words=False)
+    assert not {e.old for e in words.edits} & {" doesn", "'t", " na", "ïve"}
+    assert len(words.edits) >= 5
+    assert any(not is_whole_word(text, e) for e in pieces.edits)  # e.g. "ruct", "'t", "ïve"
 
 
 def test_disabled_or_empty_input(tiny_lm: CausalLM) -> None:
@@ -147,7 +175,7 @@ def test_apply_edits_splices_in_any_order_and_checks_every_edit() -> None:
 def test_real_lm_edits_fortunes_at_the_default_config(
     smollm2: CausalLM, fortunes: list[dict[str, str]]
 ) -> None:
-    texts = [f["text"] for f in fortunes[:12]]
+    texts = [f["text"] for f in fortunes[:24]]
     config = EditConfig()
     out = TokenEditor(smollm2, config).edit(texts, seed=0)
     for text, edited in zip(texts, out, strict=True):
