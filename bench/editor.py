@@ -1,10 +1,13 @@
 """Token editor on real text: how much it edits, how much it hurts, how fast it is.
 
-    python -m bench.editor [--samples 300] [--ppl-samples 100] [--speed-samples 80] [--seed 0]
+    python -m bench.editor [--samples 300] [--ppl-samples 100] [--speed-samples 48]
+                           [--lm-written 0] [--seed 0]
 
 The editor's input in production is a round's CENTER samples, so the texts are those: a real
 round (editing and the perplexity check off) over random Debian fortunes, with a budget that
-yields about ``--samples`` centers.
+yields about ``--samples`` centers. ``--lm-written N`` adds a second population, closer to what a
+self-training job posts: the LM's own continuations (sampled, temperature 1, 48 new tokens) of
+the first four words of N of those centers, on a smaller grid.
 
 1. A grid over (whole_words, threshold, top_k, beta, exclude_original). Every setting edits the
    same texts, all from ONE scoring pass (``TokenEditor.edit_scored``), and reports the share of
@@ -64,6 +67,31 @@ def grid() -> list[Setting]:
     out += [Setting(whole_words=False, threshold=t, beta=1.0) for t in (0.9, 0.95, 0.99)]
     out.append(Setting(whole_words=True, threshold=0.9, exclude_original=False))
     return out
+
+
+def lm_grid() -> list[Setting]:
+    out = [Setting(whole_words=True, threshold=t, beta=1.0) for t in (0.8, 0.9, 0.95, 0.97, 0.99)]
+    return out + [Setting(whole_words=False, threshold=t, beta=1.0) for t in (0.9, 0.99)]
+
+
+def lm_written(lm: CausalLM, texts: list[str], seed: int) -> list[str]:
+    """The LM's own continuations of the first four words of each text."""
+    import torch
+
+    prompts = [" ".join(t.split()[:4]) for t in texts]
+    enc = lm.tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left")
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        out = lm.model.generate(
+            **enc,
+            max_new_tokens=48,
+            do_sample=True,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=0,
+            pad_token_id=lm.tokenizer.pad_token_id,
+        )
+    return [lm.tokenizer.decode(o, skip_special_tokens=True).strip() for o in out]
 
 
 def center_texts(n: int, seed: int) -> list[str]:
@@ -175,7 +203,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--ppl-samples", type=int, default=100)
-    parser.add_argument("--speed-samples", type=int, default=80)
+    parser.add_argument("--speed-samples", type=int, default=48)
+    parser.add_argument("--lm-written", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     clock = time.perf_counter()
@@ -187,6 +216,8 @@ def main() -> None:
     setting = Setting(**{k: chosen[k] for k in SETTING}) if chosen else Setting()
     speed = throughput(lm, texts[: args.speed_samples], setting)
     print(speed, flush=True)
+    written = lm_written(lm, texts[: args.lm_written], args.seed) if args.lm_written else []
+    written_rows = measure(lm, written, lm_grid(), args.seed, len(written)) if written else []
     report = {
         "machine": {**machine(), "load_average_before": load_before, "load_after": os.getloadavg()},
         "when": time.strftime("%Y-%m-%d %H:%M"),
@@ -200,6 +231,11 @@ def main() -> None:
         "dtype": str(lm.model.dtype).removeprefix("torch."),
         "rule": {"max_ppl_ratio_mean": MAX_PPL_RATIO, "min_edits_per_100_tokens": MIN_EDIT_RATE},
         "grid": rows,
+        "lm_written": {
+            "samples": len(written),
+            "ppl_median": float(np.median(lm.perplexity(written))) if written else None,
+            "grid": written_rows,
+        },
         "chosen": {k: getattr(setting, k) for k in SETTING},
         "chosen_meets_rule": chosen is not None,
         "throughput": speed,
@@ -209,6 +245,24 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "editor.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / "editor.md").write_text(markdown(report, chosen))
+
+
+def table(rows: list[dict[str, Any]], chosen: dict[str, Any] | None) -> list[str]:
+    lines = [
+        "| whole_words | threshold | top_k | beta | exclude_original | samples edited "
+        "| edits / 100 tokens | ppl ratio mean | geomean | median (edited) | max |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        mark = " **←**" if row is chosen else ""
+        lines.append(
+            f"| {row['whole_words']} | {row['threshold']} | {row['top_k']} | {row['beta']} "
+            f"| {row['exclude_original']} | {row['edited_share']:.0%} "
+            f"| {row['edits_per_100_tokens']} | {row['ppl_ratio_mean']} "
+            f"| {row['ppl_ratio_geomean']} | {row['ppl_ratio_edited_median']} "
+            f"| {row['ppl_ratio_max']}{mark} |"
+        )
+    return lines
 
 
 def markdown(r: dict[str, Any], chosen: dict[str, Any] | None) -> str:
@@ -228,19 +282,17 @@ def markdown(r: dict[str, Any], chosen: dict[str, Any] | None) -> str:
         f"first {r['ppl_samples']} samples (unedited ones count as 1 in mean and geomean). Edit "
         f"shares and rates are over all {r['samples']} samples.",
         "",
-        "| whole_words | threshold | top_k | beta | exclude_original | samples edited "
-        "| edits / 100 tokens | ppl ratio mean | geomean | median (edited) | max |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *table(r["grid"], chosen),
     ]
-    for row in r["grid"]:
-        mark = " **←**" if row is chosen else ""
-        lines.append(
-            f"| {row['whole_words']} | {row['threshold']} | {row['top_k']} | {row['beta']} "
-            f"| {row['exclude_original']} | {row['edited_share']:.0%} "
-            f"| {row['edits_per_100_tokens']} | {row['ppl_ratio_mean']} "
-            f"| {row['ppl_ratio_geomean']} | {row['ppl_ratio_edited_median']} "
-            f"| {row['ppl_ratio_max']}{mark} |"
-        )
+    w = r["lm_written"]
+    if w["grid"]:
+        lines += [
+            "",
+            f"## LM-written text ({w['samples']} SmolLM2 continuations of center openings; "
+            f"median perplexity {w['ppl_median']:.1f}, vs fortunes' ~100+)",
+            "",
+            *table(w["grid"], None),
+        ]
     verdict = "" if r["chosen_meets_rule"] else " (NO setting met the rule: defaults shown)"
     lines += [
         "",

@@ -168,7 +168,7 @@ def _edits(
     pos = np.fromiter(spans, dtype=np.int64)
     orig = sc.ids[pos]
     cand = sc.top_ids[pos, : config.top_k]
-    safe = np.maximum(cand, 0)  # -1 marks "no candidate" (row 0 only)
+    safe = np.maximum(cand, 0)  # -1: no candidates were kept at that position
     ok = (cand >= 0) & vocab.editable[safe]
     ok &= vocab.leading_space[safe] == vocab.leading_space[orig][:, None]
     if config.exclude_original:

@@ -47,8 +47,8 @@ def is_whole_word(text: str, e: Edit) -> bool:
 
 def test_threshold_zero_resamples_nearly_every_token(tiny_lm: CausalLM) -> None:
     [s] = tiny_lm.score([TEXT], max_tokens=64, batch_size=1)
-    [out] = TokenEditor(tiny_lm, EVERY).edit([TEXT], seed=0)
-    check_edits(TEXT, out)
+    [out] = TokenEditor(tiny_lm, PIECES).edit([TEXT], seed=0)
+    check_edits(TEXT, out, whole_words=False)
     assert out.tokens == len(s) and out.text != TEXT
     assert len(out.edits) >= 0.8 * (len(s) - 1)
     assert out.edits[0].start >= s.offsets[0, 1]  # token 0 has no prefix: never edited
@@ -183,5 +183,5 @@ def test_real_lm_edits_fortunes_at_the_default_config(
         assert all(e.p > config.threshold for e in edited.edits)
     edits = sum(len(o.edits) for o in out)
     tokens = sum(o.tokens for o in out)
-    assert sum(bool(o.edits) for o in out) >= 3  # an editor that changes nothing is broken
-    assert 0.5 <= 100 * edits / tokens <= 15  # ... and one that rewrites everything too
+    assert sum(bool(o.edits) for o in out) >= 2  # an editor that changes nothing is broken
+    assert 0.2 <= 100 * edits / tokens <= 10  # ... and one that rewrites everything too

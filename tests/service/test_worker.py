@@ -98,10 +98,11 @@ def test_probes_answer_fast_while_a_round_is_curated(server: DCESServer,
 @pytest.mark.slow
 def test_probes_answer_fast_while_a_20000_sample_round_is_curated(
         server: DCESServer, fortunes: list[dict[str, Any]]) -> None:
-    n = len(fortunes)
+    n = len(fortunes)  # 20,000 distinct texts: each fortune followed by 13 different others
     samples = [{"id": f"pair-{i}", "text": f"{fortunes[i % n]['text']} "
-                                           f"{fortunes[(i * 7 + 3) % n]['text']}"}
+                                           f"{fortunes[(i % n + 1 + i // n) % n]['text']}"}
                for i in range(20_000)]
+    assert len({s["text"] for s in samples}) == 20_000
     probe_while_curating(server, samples)
 
 
