@@ -46,7 +46,6 @@ def prepare(cfg: BenchConfig, corpus_path: Path | None, workdir: Path, embedder:
         url=None,
     )
     setup = {"split": split.describe(), "vocab_size": tokenizer.vocab_size,
-             "categories": [*split.categories, "(off-distribution)"],
-             "min_similarity": labeler.min_similarity,
+             "categories": split.categories,
              "real_category_counts": labeler.counts(test_emb)}
     return shared, real, setup

@@ -26,7 +26,6 @@ METRICS: list[tuple[str, str, int]] = [
     ("vendi", "Vendi", +1),
     ("kl_to_real", "KL to real", -1),
     ("tail_mass", "tail mass", +1),
-    ("off_distribution", "off-distribution", -1),
 ]
 PPL_FACTOR = 1.5
 BASELINES = ("random", "ppl_low", "ppl_high", "semdedup")
@@ -209,6 +208,7 @@ def plot(results: dict[str, Any], regime: str, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     groups = by_strategy(results["runs"], regime)
     rows = -(-len(METRICS) // 3)
@@ -227,6 +227,9 @@ def plot(results: dict[str, Any], regime: str, path: Path) -> None:
         arrow = {1: " (higher is better)", -1: " (lower is better)", 0: ""}[direction]
         ax.set_title(label + arrow)
         ax.set_xlabel("generation")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if key == "heldout_perplexity":
+            ax.set_yscale("log")
     axes.flat[0].legend(fontsize=8)
     fig.suptitle(f"Collapse benchmark, regime {regime} (mean ± std over seeds)")
     fig.tight_layout()
