@@ -45,6 +45,10 @@ class DCESError(Exception):
         super().__init__(f"{status} {problem.get('title', 'error')}: "
                          f"{problem.get('detail', '')}".rstrip(": "))
 
+    def __reduce__(self) -> tuple[type[DCESError], tuple[int, dict[str, Any]]]:
+        """Picklable, so the error survives a process pool (e.g. a multi-process trainer)."""
+        return (DCESError, (self.status, self.problem))
+
     @classmethod
     def from_response(cls, response: httpx.Response) -> DCESError:
         try:

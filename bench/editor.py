@@ -109,7 +109,8 @@ def center_texts(n: int, seed: int) -> list[str]:
 
 def measure(
     lm: CausalLM, texts: list[str], settings: list[Setting], seed: int, ppl_samples: int
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], float]:
+    """One row per setting, and the median perplexity of the (first ``ppl_samples``) originals."""
     base = settings[0]
     scores = lm.score(
         texts,
@@ -143,7 +144,7 @@ def measure(
             }
         )
         print({k: v for k, v in rows[-1].items() if k != "examples"}, flush=True)
-    return rows
+    return rows, float(np.nanmedian(original))
 
 
 def examples(texts: list[str], edited: list[EditedText], n: int = 4) -> list[dict[str, Any]]:
@@ -211,13 +212,15 @@ def main() -> None:
     load_before = os.getloadavg()
     texts = center_texts(args.samples, args.seed)
     lm = load_causal_lm()
-    rows = measure(lm, texts, grid(), args.seed, args.ppl_samples)
+    rows, ppl_median = measure(lm, texts, grid(), args.seed, args.ppl_samples)
     chosen = choose(rows)
     setting = Setting(**{k: chosen[k] for k in SETTING}) if chosen else Setting()
     speed = throughput(lm, texts[: args.speed_samples], setting)
     print(speed, flush=True)
     written = lm_written(lm, texts[: args.lm_written], args.seed) if args.lm_written else []
-    written_rows = measure(lm, written, lm_grid(), args.seed, len(written)) if written else []
+    written_rows, written_ppl = (
+        measure(lm, written, lm_grid(), args.seed, len(written)) if written else ([], None)
+    )
     report = {
         "machine": {**machine(), "load_average_before": load_before, "load_after": os.getloadavg()},
         "when": time.strftime("%Y-%m-%d %H:%M"),
@@ -226,6 +229,7 @@ def main() -> None:
             np.median([len(x) for x in lm.tokenizer(texts).input_ids])
         ),
         "ppl_samples": min(args.ppl_samples, len(texts)),
+        "ppl_median": round(ppl_median, 1),
         "seed": args.seed,
         "lm": lm.name,
         "dtype": str(lm.model.dtype).removeprefix("torch."),
@@ -233,7 +237,7 @@ def main() -> None:
         "grid": rows,
         "lm_written": {
             "samples": len(written),
-            "ppl_median": float(np.median(lm.perplexity(written))) if written else None,
+            "ppl_median": round(written_ppl, 1) if written_ppl else None,
             "grid": written_rows,
         },
         "chosen": {k: getattr(setting, k) for k in SETTING},
@@ -275,7 +279,8 @@ def markdown(r: dict[str, Any], chosen: dict[str, Any] | None) -> str:
         f"{m['load_average_before'][0]:.1f} before, {m['load_after'][0]:.1f} after). "
         f"{r['when']}. LM: {r['lm']} ({r['dtype']}). Text: the {r['samples']} center samples of "
         f"a real round over random Debian fortunes (seed {r['seed']}; median "
-        f"{r['tokens_per_sample_median']:.0f} tokens), max_tokens 256. Whole bench: "
+        f"{r['tokens_per_sample_median']:.0f} tokens, median perplexity {r['ppl_median']}), "
+        f"max_tokens 256. Whole bench: "
         f"{r['bench_seconds']} s wall, {r['bench_cpu_seconds']} s CPU.",
         "",
         f"ppl ratio = perplexity of the edited text / of the original under the same LM, on the "
@@ -288,15 +293,15 @@ def markdown(r: dict[str, Any], chosen: dict[str, Any] | None) -> str:
     if w["grid"]:
         lines += [
             "",
-            f"## LM-written text ({w['samples']} SmolLM2 continuations of center openings; "
-            f"median perplexity {w['ppl_median']:.1f}, vs fortunes' ~100+)",
+            f"## LM-written text ({w['samples']} SmolLM2 continuations of the first four words "
+            f"of center samples; median perplexity {w['ppl_median']})",
             "",
             *table(w["grid"], None),
         ]
     verdict = "" if r["chosen_meets_rule"] else " (NO setting met the rule: defaults shown)"
     lines += [
         "",
-        f"## Chosen: {r['chosen']}{verdict}",
+        f"## Recommended EditConfig: {r['chosen']}{verdict}",
         "",
         f"Rule: mean ppl ratio < {MAX_PPL_RATIO} and at least {MIN_EDIT_RATE} edit per 100 "
         "tokens; among those, the most samples edited.",

@@ -108,7 +108,7 @@ class Curator:
         metrics = validate_feedback(feedback) if feedback is not None else None
         state = copy.deepcopy(state) if state is not None else RunState()
         self._check_state(state)
-        seed = self.config.seed * 1_000_003 + state.round
+        seed = (self.config.seed * 1_000_003 + state.round) % 2**31  # faiss takes int32 seeds
 
         report("embed", 0.0)
         cands = self._embed(batch)

@@ -63,6 +63,12 @@ def test_degenerate_texts_are_rejected_with_their_reason_before_clustering(
     assert result.rejected["repetitive"] == 2
 
 
+def test_the_largest_seed_is_accepted(embedder, fortunes: list[dict]) -> None:  # type: ignore[no-untyped-def]
+    config = CurationConfig.from_dict({**NO_LM, "seed": 2**32 - 1})
+    result, _ = Curator(config, embedder=embedder).curate(fortunes[:50], 5)
+    assert result.selected == 5
+
+
 def test_the_same_seed_gives_the_same_round(curator: Curator, fortunes: list[dict]) -> None:
     a, _ = curator.curate(fortunes[:300], 50)
     b, _ = curator.curate(fortunes[:300], 50)

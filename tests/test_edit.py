@@ -175,7 +175,7 @@ def test_apply_edits_splices_in_any_order_and_checks_every_edit() -> None:
 def test_real_lm_edits_fortunes_at_the_default_config(
     smollm2: CausalLM, fortunes: list[dict[str, str]]
 ) -> None:
-    texts = [f["text"] for f in fortunes[:24]]
+    texts = [f["text"] for f in fortunes if len(f["text"]) < 200][:24]  # short: a fast test
     config = EditConfig()
     out = TokenEditor(smollm2, config).edit(texts, seed=0)
     for text, edited in zip(texts, out, strict=True):

@@ -133,15 +133,16 @@ def test_dtype_choice(tiny_lm_dir: Path) -> None:
 def test_default_model_loads_from_its_dense_copy(smollm2: CausalLM) -> None:
     dense = smollm2_dense_dir()
     assert smollm2.name == DEFAULT_LM_NAME
-    assert (dense / "config.json").is_file() and (dense / "model.safetensors").is_file()
-    assert not [p for p in dense.parent.iterdir() if p.name.startswith(".")]  # no half copies
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {
+        p.name for p in dense.iterdir()
+    }
     assert smollm2.tokenizer.pad_token == "<|im_end|>" and smollm2.tokenizer.padding_side == "right"
 
 
 def test_real_text_is_less_perplexing_than_its_words_shuffled(
     smollm2: CausalLM, fortunes: list[dict[str, str]]
 ) -> None:
-    texts = [f["text"] for f in fortunes[:8]]
+    texts = [f["text"] for f in fortunes if len(f["text"]) < 200][:8]
     rng = np.random.default_rng(0)
     shuffled = [" ".join(rng.permutation(t.split())) for t in texts]
     real, noise = smollm2.perplexity(texts), smollm2.perplexity(shuffled)

@@ -4,7 +4,8 @@
     python -m bench.collapse --quick              # < 3 min: every strategy, small data
     python -m bench.collapse --regime anchor accumulate --seeds 2 --generations 3
 
-Writes bench/results/<name>.json (every figure), <name>.md (tables) and <name>-<regime>.png.
+Writes bench/results/<name>.json (every figure), <name>.md (tables) and <name>-<regime>.png;
+<name> is collapse, collapse-quick, collapse-anchor, ... unless --name says otherwise.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--corpus", type=Path, help="JSONL of {text, category} (default: Debian "
                                                "fortunes, installed if missing)")
     p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--name", help="file name stem (default collapse, or collapse-quick)")
+    p.add_argument("--name", help="file name stem (default: collapse[-quick][-<regimes>] "
+                                  "unless the regime is replace alone)")
     return p.parse_args(argv)
 
 
@@ -80,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"bench.collapse: error: {exc}", file=sys.stderr)
         return 2
-    name = args.name or ("collapse-quick" if args.quick else "collapse")
+    name = args.name or "-".join(
+        ["collapse", *(["quick"] if args.quick else []),
+         *([] if cfg.regimes == ("replace",) else cfg.regimes)])
     start = time.perf_counter()
     quiet_transformers()
     from curation.embed import load_embedder

@@ -1,14 +1,15 @@
 """Every number of the collapse benchmark, with the presets (`full`, `quick`) and their limits.
 
 The full preset is sized by arithmetic, not by feel: it must finish in under 90 minutes on two
-CPU cores. The costs that dominate (measured on a loaded 2-core EPYC, one torch thread):
-training the 0.7M-parameter GPT ~5k tokens/s, KV-cache sampling ~6k tokens/s, the service's
-token editor ~1 ms/token, MiniLM embedding ~400 texts/s. With the defaults below one
-(strategy, generation) step costs ~30 s (train 12 s, sample a 2,000-sample pool 12 s, metrics
-5 s) plus its selection (DCES with editing ~25 s, without ~12 s), generation 0 ~200 s per seed:
-3 seeds x (200 s + 5 generations x 7 strategies x ~40 s) ≈ 75 CPU-minutes, run as two
-processes on two cores ≈ 40-45 minutes for one regime. The default run therefore covers
-``replace`` (the regime the issue's collapse criterion is about); ``--regime anchor`` and
+CPU cores. Measured per (strategy, generation) step in a medium run on a loaded 2-core EPYC
+(one torch thread per worker): train 48k token passes of the 0.7M-parameter GPT ~11 s, sample
+the 1,200-sample pool with the KV cache ~5-10 s, held-out scoring + embedding ~10 s, so a
+baseline step costs ~30-40 s; a DCES round costs the service ~40-100 s (SmolLM2 perplexity of
+edge candidates and editing of centers dominate; a quiet machine is 2-3x faster), and the first
+round embeds the 12k-entry reference once. Generation 0 (800k token passes) ~5 min per seed.
+3 seeds x 5 generations x 7 strategies therefore fits one regime in ~60 minutes on a quiet
+machine (two worker processes + the service), but not three regimes: the default run covers
+``replace`` (the regime the collapse criterion is about); ``--regime anchor`` and
 ``--regime accumulate`` run the same grid for the other regimes, one at a time.
 """
 

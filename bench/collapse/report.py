@@ -170,6 +170,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"`{results['command']}` — {results['when']}, {results['machine']['cores']} cores, "
         f"{results['seconds'] / 60:.1f} min.",
+        *(["", f"> {results['note']}"] if results.get("note") else []),
         "",
         f"Model: GPT-2 style, {setup['parameters']:,} parameters "
         f"({cfg['model']['n_layer']} layers, width {cfg['model']['n_embd']}, "

@@ -463,3 +463,11 @@ def test_metrics_count_requests_rounds_and_samples(
     assert after["dces_worker_up"] == 1 and after["dces_queue_depth"] == 0
     assert "dces_edit_rate" in after and "dces_edit_tokens_total" in after
     assert not math.isnan(after["dces_edits_total"])
+
+
+def test_client_errors_survive_pickling() -> None:
+    import pickle
+
+
+    err = pickle.loads(pickle.dumps(DCESError(422, {"title": "Unprocessable", "detail": "budget"})))
+    assert err.status == 422 and err.problem["detail"] == "budget" and "budget" in str(err)
