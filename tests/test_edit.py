@@ -7,21 +7,20 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from lm_fixtures import (  # noqa: F401
-    EditSettings,
     smollm2_fixture,
     tiny_lm_dir_fixture,
     tiny_lm_fixture,
 )
 
 from curation.config import EditConfig
-from curation.edit import EditedText, TokenEditor, apply_edits, whole_words_only
+from curation.edit import EditedText, TokenEditor, apply_edits
 from curation.lm import CausalLM
 from curation.types import CurationInputError, Edit
 
 TEXT = "The quick brown fox jumps over the lazy dog while the farmer sleeps."
 LONG = "It is a truth universally acknowledged that a single man must be in want of a wife. " * 8
 EVERY = EditConfig(threshold=0.0, top_k=8, beta=1.0)  # every token of a random LM qualifies
-PIECES = EditSettings(threshold=0.0, top_k=8, beta=1.0, whole_words=False)
+PIECES = EditConfig(threshold=0.0, top_k=8, beta=1.0, whole_words=False)
 
 
 def check_edits(original: str, edited: EditedText, whole_words: bool = True) -> None:
@@ -118,7 +117,7 @@ def test_unicode_split_into_byte_tokens_is_never_broken(tiny_lm: CausalLM) -> No
 
 def test_whole_words_only_unless_switched_off(tiny_lm: CausalLM) -> None:
     text = "The self-destruct button doesn't work; naïve users press it anyway, twice."
-    assert whole_words_only(EditConfig()) and not whole_words_only(PIECES)
+    assert EditConfig().whole_words and not PIECES.whole_words
     [words] = TokenEditor(tiny_lm, EVERY).edit([text], seed=0)
     [pieces] = TokenEditor(tiny_lm, PIECES).edit([text], seed=0)
     check_edits(text, words)
