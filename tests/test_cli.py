@@ -32,23 +32,10 @@ def test_successive_rounds_through_a_state_file(tmp_path: Path, fortunes: list[d
     state, out, report = tmp_path / "state.json", tmp_path / "out.jsonl", tmp_path / "report.json"
     config = tmp_path / "config.json"
     config.write_text(json.dumps(FAST))
-    first = dces(
-        inp,
-        "--budget",
-        "20",
-        "--reference",
-        ref,
-        "--state",
-        state,
-        "--output",
-        out,
-        "--report",
-        report,
-        "--config",
-        config,
-        "--seed",
-        "3",
-    )
+    # Both rounds share these; each adds its own flags.
+    common = (inp, "--budget", "20", "--reference", ref, "--state", state, "--output", out,
+              "--config", config)  # fmt: skip
+    first = dces(*common, "--report", report, "--seed", "3")
     assert first.returncode == 0, first.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == [f["id"] for f in fortunes[:120]]
@@ -76,22 +63,7 @@ def test_successive_rounds_through_a_state_file(tmp_path: Path, fortunes: list[d
 
     feedback = tmp_path / "feedback.json"
     feedback.write_text(json.dumps({"heldout_perplexity": 20.0, "generation_entropy": 3.0}))
-    second = dces(
-        inp,
-        "--budget",
-        "20",
-        "--reference",
-        ref,
-        "--state",
-        state,
-        "--output",
-        out,
-        "--feedback",
-        feedback,
-        "--config",
-        config,
-        "--no-edit",
-    )
+    second = dces(*common, "--feedback", feedback, "--no-edit")
     assert second.returncode == 0, second.stderr
     assert json.loads(state.read_text())["round"] == 2
     assert not any(json.loads(line)["edits"] for line in out.read_text().splitlines())
