@@ -13,12 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.collapse.__main__ import main
 from bench.collapse.config import QUICK, STRATEGIES, BenchConfig
 from bench.collapse.data import split_corpus
 from bench.collapse.report import METRICS
+from bench.collapse.textmetrics import CategoryLabeler
 from bench.corpora import Fortune
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +51,20 @@ def test_config_limits_name_the_field(field: str, value: object) -> None:
 def test_cli_rejects_bad_numbers_before_any_work(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--quick", "--seeds", "0"]) == 2
     assert "seeds: must be in [1, 100], got 0" in capsys.readouterr().err
+
+
+def test_tail_coverage_caps_each_tail_category_at_its_real_share() -> None:
+    # Three orthogonal categories; "a" is the head, "b" and "c" the tail.
+    axes = np.eye(3)
+    labeler = CategoryLabeler(["a", "b", "c"], ["b", "c"], axes, ["a", "b", "c"])
+    labeler.fit_real(axes[[0] * 6 + [1] * 2 + [2] * 2])  # real mix: 60% / 20% / 20%
+    assert labeler.category_metrics(axes[[0] * 6 + [1] * 2 + [2] * 2])["tail_coverage"] == 1.0
+    # All tail mass piled onto "b" (the gibberish case): raw tail mass rises, coverage halves.
+    piled = labeler.category_metrics(axes[[0] * 2 + [1] * 8])
+    assert piled["tail_mass"] == pytest.approx(0.8)
+    assert piled["tail_coverage"] == pytest.approx(0.5)
+    # The tail lost entirely.
+    assert labeler.category_metrics(axes[[0] * 10])["tail_coverage"] == 0.0
 
 
 def test_split_is_stratified_and_the_tail_is_the_smallest_quarter() -> None:

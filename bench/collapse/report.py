@@ -25,7 +25,8 @@ METRICS: list[tuple[str, str, int]] = [
     ("distinct_3", "distinct-3", +1),
     ("vendi", "Vendi", +1),
     ("kl_to_real", "KL to real", -1),
-    ("tail_mass", "tail mass", +1),
+    ("tail_mass", "tail mass", 0),  # raw: gibberish inflates it (see textmetrics)
+    ("tail_coverage", "tail coverage", +1),
 ]
 PPL_FACTOR = 1.5
 BASELINES = ("random", "ppl_low", "ppl_high", "semdedup")
@@ -193,7 +194,9 @@ def markdown(results: dict[str, Any]) -> str:
                 *final_table(groups, results["real"]), "",
                 "### Held-out perplexity by generation", "",
                 *trajectory_table(groups, "heldout_perplexity"), "",
-                "### Tail mass by generation", "", *trajectory_table(groups, "tail_mass"), "",
+                "### Tail coverage by generation", "",
+                *trajectory_table(groups, "tail_coverage"), "",
+                "### Tail mass (raw) by generation", "", *trajectory_table(groups, "tail_mass"), "",
                 "### DCES against the baselines (final generation)", "", *comparison(groups)]
         if any(s.startswith("dces") for s in groups):
             out += ["", "### What the service measured and decided (mean over seeds)", "",

@@ -36,6 +36,7 @@ FEEDBACK_METRICS = {
     "vendi": "diversity",
     "kl_to_real": "kl_to_real",
     "tail_mass": "tail_mass",
+    "tail_coverage": "tail_coverage",
 }
 SEARCH_STEPS = 30
 

@@ -7,7 +7,9 @@ diversity functions are the engine's (`curation.diversity`), not re-implementati
 
 Known limit: text that is not English prose (gibberish from a weak model) is drawn to a few
 centroids, `translate-me` (a tail category) most of all, so a strategy that keeps gibberish gains
-tail mass. Read tail mass together with KL, perplexity and the per-category counts in the JSON.
+raw tail mass. Tail *coverage* is the robust reading: the share of the real tail mass that the
+generated mix still covers, each tail category capped at its real share, so piling gibberish
+onto one tail centroid cannot stand in for the tail categories that were lost.
 """
 
 from __future__ import annotations
@@ -42,28 +44,38 @@ class CategoryLabeler:
         np.add.at(sums, labels, centroid_embeddings)
         self.centroids = normalize_rows(sums)
         self.tail = np.array([index[c] for c in tail])
-        self.real: np.ndarray | None = None
+        self.real: np.ndarray | None = None  # smoothed label mix of real text (for the KL)
+        self.real_tail_share = np.zeros(len(self.tail))  # raw share of each tail category
 
     def label(self, embeddings: np.ndarray) -> np.ndarray:
         return nearest_centroid(embeddings, self.centroids)[0]
 
     def fit_real(self, embeddings: np.ndarray) -> None:
         """Learn the real label distribution from real held-out text."""
-        self.real = self._distribution(self.label(embeddings))
+        labels = self.label(embeddings)
+        self.real = self._distribution(labels)
+        self.real_tail_share = self._share(labels)[self.tail]
+
+    def _share(self, labels: np.ndarray) -> np.ndarray:
+        return occupancy(labels, len(self.categories)) / max(len(labels), 1)
 
     def _distribution(self, labels: np.ndarray) -> np.ndarray:
         counts = occupancy(labels, len(self.categories)).astype(np.float64) + SMOOTHING
         return counts / counts.sum()
 
     def category_metrics(self, embeddings: np.ndarray) -> dict[str, float]:
-        """KL(real || generated) of the label mix, and the mass kept by the tail categories."""
+        """KL(real || generated) of the label mix; raw tail mass and capped tail coverage."""
         if self.real is None:
             raise RuntimeError("fit_real must run before category_metrics")
         labels = self.label(embeddings)
         q = self._distribution(labels)
+        share = self._share(labels)[self.tail]
+        real_tail = self.real_tail_share
         return {
             "kl_to_real": float((self.real * np.log(self.real / q)).sum()),
-            "tail_mass": float(np.isin(labels, self.tail).mean()) if len(labels) else 0.0,
+            "tail_mass": float(share.sum()),
+            "tail_coverage": float(
+                np.minimum(share, real_tail).sum() / max(real_tail.sum(), 1e-12)),
         }
 
     def counts(self, embeddings: np.ndarray) -> list[int]:
