@@ -146,6 +146,50 @@ def service_table(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
     return lines
 
 
+def cluster_diagnosis(selection: dict[str, Any]) -> dict[str, float]:
+    """Why a DCES round chose what it chose, from the per-cluster health the service returned.
+
+    ``tighter``: the share of candidates in clusters less dispersed than the reference there
+    (the only condition under which the dispersion term raises the edge ratio). ``lost_reference``:
+    reference mass in clusters that received no candidate at all (no selection can restore it).
+    ``tv_candidates`` / ``tv_selected``: total-variation distance of the candidates' and of the
+    selection's cluster mix to the reference's; the drop between them is what allocation
+    recovered.
+    """
+    clusters = selection["clusters"]
+    chosen = sum(c["center"] + c["edge"] for c in clusters) or 1
+    occupied = [c for c in clusters if c["size"] > 0]
+    return {
+        "clusters": len(clusters),
+        "occupied": len(occupied),
+        "tighter": sum(c["share"] for c in occupied if c["reference_dispersion"] is not None
+                       and c["dispersion"] < c["reference_dispersion"]),
+        "lost_reference": sum(c["reference_share"] for c in clusters if c["size"] == 0),
+        "tv_candidates": 0.5 * sum(abs(c["share"] - c["reference_share"]) for c in clusters),
+        "tv_selected": 0.5 * sum(abs((c["center"] + c["edge"]) / chosen - c["reference_share"])
+                                 for c in clusters),
+    }
+
+
+def diagnosis_table(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """`cluster_diagnosis` of every DCES round, mean over seeds."""
+    keys = ["clusters", "occupied", "tighter", "lost_reference", "tv_candidates", "tv_selected"]
+    lines = ["| strategy | round | clusters | with candidates "
+             "| candidates in clusters tighter than reference "
+             "| reference mass with no candidates | TV candidates→reference "
+             "| TV selection→reference |", "|" + "---|" * 8]
+    for name, chains in groups.items():
+        if not name.startswith("dces"):
+            continue
+        for r in range(len(chains[0]["generations"]) - 1):
+            rows = [cluster_diagnosis(c["generations"][r + 1]["selection"]) for c in chains]
+            mean = {k: float(np.mean([row[k] for row in rows])) for k in keys}
+            lines.append(f"| {name} | {r} | {mean['clusters']:.0f} | {mean['occupied']:.0f} "
+                         f"| {mean['tighter']:.3f} | {mean['lost_reference']:.3f} "
+                         f"| {mean['tv_candidates']:.3f} | {mean['tv_selected']:.3f} |")
+    return lines
+
+
 def runtime_table(runs: Sequence[dict[str, Any]]) -> list[str]:
     """Mean seconds per stage of one generation, by strategy (generation 0 separately)."""
     stages = ["select", "train", "sample", "evaluate"]
@@ -200,7 +244,9 @@ def markdown(results: dict[str, Any]) -> str:
                 "### DCES against the baselines (final generation)", "", *comparison(groups)]
         if any(s.startswith("dces") for s in groups):
             out += ["", "### What the service measured and decided (mean over seeds)", "",
-                    *service_table(groups)]
+                    *service_table(groups), "",
+                    "### Per-cluster diagnosis from the service's health (mean over seeds)", "",
+                    *diagnosis_table(groups)]
         out += ["", f"![metrics against generation]({results['name']}-{regime}.png)"]
     out += ["", "## Runtime: seconds per generation (wall clock in a worker, mean)", "",
             *runtime_table(results["runs"])]
@@ -241,6 +287,11 @@ def plot(results: dict[str, Any], regime: str, path: Path) -> None:
     plt.close(fig)
 
 
+def rerender(json_path: Path) -> list[Path]:
+    """Rewrite the Markdown and PNGs next to an existing results JSON (after a report change)."""
+    return write(json.loads(json_path.read_text()), json_path.parent)
+
+
 def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
     """``<name>.json``, ``<name>.md`` and one PNG per regime; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -253,3 +304,14 @@ def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
         plot(results, regime, png)
         paths.append(png)
     return paths
+
+
+if __name__ == "__main__":
+    import sys
+
+    for arg in sys.argv[1:] or ["--help"]:
+        if arg.startswith("-"):
+            sys.exit("usage: python -m bench.collapse.report RESULTS.json ...  (re-renders the "
+                     "Markdown and PNGs beside each JSON)")
+        for written in rerender(Path(arg)):
+            print(f"wrote {written}")
