@@ -31,6 +31,7 @@ from curation.types import (
     ClusterReport,
     CurationInputError,
     EditStats,
+    FractionDone,
     RatioDecision,
     RoundResult,
     Sample,
@@ -111,8 +112,8 @@ class Curator:
         seed = (self.config.seed * 1_000_003 + state.round) % 2**31  # faiss takes int32 seeds
 
         report("embed", 0.0)
-        cands = self._embed(batch)
-        ref = self._embed(self._sample_reference(refs, seed))
+        cands = self._embed(batch, _within(report, "embed", 0.0, 0.25))
+        ref = self._embed(self._sample_reference(refs, seed), _within(report, "embed", 0.25, 0.3))
         timings["embed"] = _lap(clock)
         report("cluster", 0.3)
         centroids = self._fit_centroids(cands, ref, state, seed)
@@ -157,12 +158,14 @@ class Curator:
             [s.text for s in batch],
             refs,
             seed,
+            _within(report, "select", 0.5, 0.5),  # a heartbeat: the LM checks come in batches
         )
         timings["select"] = _lap(clock) - sum(timings.values())
 
         report("edit", 0.7)
         centers = sorted(i for p in pools for i in p.centers)
-        edited = self._edit([batch[i].text for i in centers], seed)
+        edit_progress = _within(report, "edit", 0.7, 0.9)
+        edited = self._edit([batch[i].text for i in centers], seed, edit_progress)
         timings["edit"] = _lap(clock) - sum(timings.values())
 
         report("health", 0.9)
@@ -227,10 +230,10 @@ class Curator:
                 f"the embedding model has {self.embedder.dim}"
             )
 
-    def _embed(self, samples: list[Sample]) -> _Embedded:
+    def _embed(self, samples: list[Sample], progress: FractionDone) -> _Embedded:
         reasons = [degenerate_reason(s.text, self.config.quality) for s in samples]
         vectors = (
-            self.embedder.encode([s.text for s in samples])
+            self.embedder.encode([s.text for s in samples], progress)
             if samples
             else np.empty((0, self.embedder.dim), dtype=np.float32)
         )
@@ -272,6 +275,7 @@ class Curator:
         texts: list[str],
         refs: list[Sample],
         seed: int,
+        progress: FractionDone,
     ) -> tuple[list[ClusterPool], np.ndarray]:
         k = len(stats)
         cuts = outlier_cuts(
@@ -292,12 +296,12 @@ class Curator:
         )
         capacity = np.array([p.remaining for p in pools], dtype=np.int64)
         quotas = allocate(budget, weights, capacity)
-        check = self._edge_check(texts, refs, seed)
+        check = self._edge_check(texts, refs, seed, progress)
         taken = select_all(pools, quotas, weights, budget, check, allocate)
         return pools, taken
 
     def _edge_check(
-        self, texts: list[str], refs: list[Sample], seed: int
+        self, texts: list[str], refs: list[Sample], seed: int, progress: FractionDone
     ) -> Callable[[Sequence[int]], list[str | None]]:
         """Perplexity check for edge candidates (index → reason); the cutoff is computed on first
         use, from the reference's perplexities when there is a reference."""
@@ -312,19 +316,21 @@ class Curator:
                 if refs:
                     rng = np.random.default_rng(seed)
                     pick = rng.permutation(len(refs))[: q.reference_perplexity_sample]
-                    ref_ppl = self.lm.perplexity([refs[i].text for i in np.sort(pick)])
+                    ref_ppl = self.lm.perplexity(
+                        [refs[i].text for i in np.sort(pick)], progress=progress
+                    )
                 cutoff.append(perplexity_cutoff(ref_ppl, q))
-            ppl = self.lm.perplexity([texts[i] for i in batch])
+            ppl = self.lm.perplexity([texts[i] for i in batch], progress=progress)
             return [
                 "perplexity_too_high" if np.isfinite(p) and p > cutoff[0] else None for p in ppl
             ]
 
         return check
 
-    def _edit(self, texts: list[str], seed: int) -> list[EditedText]:
+    def _edit(self, texts: list[str], seed: int, progress: FractionDone) -> list[EditedText]:
         if not self.config.edit.enabled or not texts:
             return [EditedText(t, [], 0) for t in texts]
-        return TokenEditor(self.lm, self.config.edit).edit(texts, seed)
+        return TokenEditor(self.lm, self.config.edit).edit(texts, seed, progress)
 
     def _advance(
         self,
@@ -405,6 +411,11 @@ def _cluster_report(
         selected_edge=len(pool.edges),
         edge_ratio=d,
     )
+
+
+def _within(report: Progress, stage: str, start: float, end: float) -> FractionDone:
+    """A stage's own 0..1 progress, reported as the round's progress between start and end."""
+    return lambda fraction: report(stage, start + (end - start) * fraction)
 
 
 def _edit_stats(edited: list[EditedText]) -> EditStats:

@@ -24,7 +24,7 @@ import numpy as np
 
 from curation.config import EditConfig
 from curation.lm import CausalLM, TokenScores, check_int
-from curation.types import CurationInputError, Edit
+from curation.types import CurationInputError, Edit, FractionDone
 
 
 @dataclass
@@ -79,14 +79,21 @@ class TokenEditor:
         self.lm = lm
         self.config = config
 
-    def edit(self, texts: Sequence[str], seed: int) -> list[EditedText]:
-        """Edit every text (only its first ``config.max_tokens`` tokens; the rest is kept)."""
+    def edit(
+        self, texts: Sequence[str], seed: int, progress: FractionDone | None = None
+    ) -> list[EditedText]:
+        """Edit every text (only its first ``config.max_tokens`` tokens; the rest is kept).
+
+        ``progress`` gets the fraction of texts scored after each LM batch.
+        """
         check_edit_config(self.config, self.lm.max_positions)
         texts = list(texts)
         if not self.config.enabled or not texts:
             return [EditedText(t, [], 0) for t in texts]
         c = self.config
-        scores = self.lm.score(texts, c.max_tokens, c.batch_size, c.top_k, top_k_min_p=c.threshold)
+        scores = self.lm.score(
+            texts, c.max_tokens, c.batch_size, c.top_k, top_k_min_p=c.threshold, progress=progress
+        )
         return self.edit_scored(texts, scores, seed)
 
     def edit_scored(

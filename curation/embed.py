@@ -2,7 +2,8 @@
 
 Samples repeat across rounds (reference text every round, retried batches), so each text is
 embedded once per process: the cache key is the SHA-1 of the text, the value its L2-normalised
-float32 vector.
+float32 vector. New texts are encoded in length-sorted chunks with a progress report after each,
+so that a 100k-sample round shows progress (and can be stopped) while it embeds.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from curation.lm import cpu_has_native_bf16
+from curation.types import FractionDone
 
 Dtype = Literal["auto", "bf16", "fp32"]
 
@@ -36,35 +38,33 @@ class Embedder:
         precision: str = "fp32",
         batch_size: int = 64,
         cache_size: int = 200_000,
+        chunk_size: int = 2048,
     ):
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size: must be >= 1, got {chunk_size}")
         self.model = model
         self.name = name
         self.precision = precision
         self.batch_size = batch_size
         self.cache_size = cache_size
+        self.chunk_size = chunk_size
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
 
     @property
     def dim(self) -> int:
         return int(self.model.get_embedding_dimension())
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, dim) float32, each row L2-normalised; only texts not in the cache are encoded."""
+    def encode(self, texts: Sequence[str], progress: FractionDone | None = None) -> np.ndarray:
+        """(n, dim) float32, each row L2-normalised; only texts not in the cache are encoded.
+
+        ``progress`` gets the fraction of new texts encoded after every chunk.
+        """
         keys = [hashlib.sha1(t.encode("utf-8", "surrogatepass")).digest() for t in texts]
         missing: dict[bytes, str] = {}
         for key, text in zip(keys, texts, strict=True):
             if key not in self._cache and key not in missing:
                 missing[key] = text
-        fresh: dict[bytes, np.ndarray] = {}
-        if missing:
-            vectors = self.model.encode(
-                list(missing.values()),
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            ).astype(np.float32, copy=False)
-            fresh = dict(zip(missing.keys(), vectors, strict=True))
+        fresh = self._encode_new(missing, progress)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for i, key in enumerate(keys):
             vector = fresh.get(key)
@@ -74,6 +74,29 @@ class Embedder:
             out[i] = vector
         self._remember(fresh)
         return out
+
+    def _encode_new(
+        self, missing: dict[bytes, str], progress: FractionDone | None
+    ) -> dict[bytes, np.ndarray]:
+        # Sorted by length before chunking, so chunks pad as little as one big call would.
+        todo = sorted(missing.items(), key=lambda item: len(item[1]))
+        fresh: dict[bytes, np.ndarray] = {}
+        for lo in range(0, len(todo), self.chunk_size):
+            chunk = todo[lo : lo + self.chunk_size]
+            vectors = self.model.encode(
+                [text for _, text in chunk],
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ).astype(np.float32, copy=False)
+            # Normalised again in float32: under bf16 the model's own normalisation leaves norms
+            # up to ~0.5% off 1, and every cosine downstream assumes unit rows.
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            fresh.update(zip((key for key, _ in chunk), vectors, strict=True))
+            if progress is not None:
+                progress(len(fresh) / len(todo))
+        return fresh
 
     def _remember(self, fresh: dict[bytes, np.ndarray]) -> None:
         if self.cache_size <= 0:

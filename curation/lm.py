@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from curation.types import CurationInputError
+from curation.types import CurationInputError, FractionDone
 
 if TYPE_CHECKING:  # torch and transformers load on first use: `import curation` stays light
     import torch
@@ -93,13 +93,15 @@ class CausalLM:
         batch_size: int,
         top_k: int = 0,
         top_k_min_p: float = -1.0,
+        progress: FractionDone | None = None,
     ) -> list[TokenScores]:
         """Score the first ``max_tokens`` tokens of every text.
 
         ``top_k`` candidates are kept at positions whose actual token has p > ``top_k_min_p``
         (default: all); the editor only needs them at over-confident positions, and skipping the
         rest halves the time spent reducing the logits. Texts are batched by token length (less
-        padding), one forward pass per batch.
+        padding), one forward pass per batch; ``progress`` gets the fraction of texts scored
+        after each batch.
         """
         texts = _check_texts(texts)
         self._check_limits(max_tokens, batch_size)
@@ -112,9 +114,13 @@ class CausalLM:
         ids = [np.asarray(x, dtype=np.int64) for x in enc["input_ids"]]
         offsets = [np.asarray(x, dtype=np.int64).reshape(-1, 2) for x in enc["offset_mapping"]]
         out: list[TokenScores | None] = [None] * len(texts)
+        done = 0
         for order, logits in self.forward_batches(ids, batch_size):
             for row, i in enumerate(order):
                 out[i] = _reduce(ids[i], offsets[i], logits[row, : len(ids[i])], top_k, top_k_min_p)
+            done += len(order)
+            if progress is not None:
+                progress(done / len(texts))
         return [s for s in out if s is not None]
 
     def forward_batches(
@@ -141,7 +147,11 @@ class CausalLM:
             yield batch, logits
 
     def perplexity(
-        self, texts: Sequence[str], max_tokens: int = 256, batch_size: int = 16
+        self,
+        texts: Sequence[str],
+        max_tokens: int = 256,
+        batch_size: int = 16,
+        progress: FractionDone | None = None,
     ) -> np.ndarray:
         """exp(mean token NLL) over the first ``max_tokens`` tokens of each text (float64).
 
@@ -155,7 +165,7 @@ class CausalLM:
             known = {k: self._perplexity_cache[k] for k in keys if k in self._perplexity_cache}
         todo = {k: t for k, t in zip(keys, texts, strict=True) if k not in known}
         if todo:
-            scores = self.score(list(todo.values()), max_tokens, batch_size)
+            scores = self.score(list(todo.values()), max_tokens, batch_size, progress=progress)
             fresh = {k: s.perplexity() for k, s in zip(todo, scores, strict=True)}
             known.update(fresh)
             self._remember(fresh)

@@ -6,11 +6,13 @@ training job can store and exchange them without pickling.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Role = Literal["center", "edge"]
+# A long call's progress, 0..1, reported between its batches (a stop point for the service).
+FractionDone = Callable[[float], None]
 
 
 class CurationInputError(ValueError):
