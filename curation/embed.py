@@ -38,7 +38,7 @@ class Embedder:
         precision: str = "fp32",
         batch_size: int = 64,
         cache_size: int = 200_000,
-        chunk_size: int = 2048,
+        chunk_size: int = 512,
     ):
         if chunk_size < 1:
             raise ValueError(f"chunk_size: must be >= 1, got {chunk_size}")

@@ -155,3 +155,32 @@ def test_sigterm_lets_the_running_round_finish(server: DCESServer,
     server.start()
     assert http.get(f"/v1/jobs/{job}").json()["status"] == "succeeded"
     assert len(http.get(f"/v1/runs/{run}/rounds").json()["rounds"]) == 1
+
+
+def test_sigterm_with_no_grace_stops_a_round_while_it_embeds(
+        start_server: Callable[..., DCESServer], fortunes: list[dict[str, Any]]) -> None:
+    """The engine reports progress after every embedding chunk, so the worker's stop point
+    comes mid-stage: the job is requeued with its progress inside `embed`, not left to finish."""
+    server = start_server(sync_max_samples=50, shutdown_grace_s=0)
+    http = server.http()
+    run = http.post("/v1/runs", json={"config": NO_LM}).json()["id"]
+    # Repeated text would hit the embedding cache: make every sample new to this process.
+    samples = [{"id": f"s{i}", "text": f"{f['text']} (variant {i})"}
+               for i, f in enumerate(fortunes * 3)]
+    response = http.post(f"/v1/runs/{run}/rounds", json={"samples": samples, "budget": 40})
+    assert response.status_code == 202, response.text
+    job_id = str(response.json()["id"])
+    deadline = time.monotonic() + 120
+    while (job := http.get(f"/v1/jobs/{job_id}").json())["progress"] == 0:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    assert job["stage"] == "embed" and 0 < job["progress"] < 0.3, job
+    assert server.proc is not None
+    stopped = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(60) in (0, -15)
+    assert time.monotonic() - stopped < 30  # embedding all 4,600-odd texts takes far longer
+    left = stored(server, run)
+    assert left["rounds"] == 0 and left["jobs"] == {job_id: "queued"}
+    server.start()
+    assert wait_status(http, job_id, {"succeeded", "failed"}, timeout=300)["status"] == "succeeded"
