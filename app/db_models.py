@@ -8,6 +8,10 @@ SQLite runs in WAL mode (readers never wait for the model worker's commit) with
 ``synchronous=FULL`` (a committed round survives a power cut, not only ``kill -9``), and write
 transactions start with ``BEGIN IMMEDIATE`` so that two writers queue on the busy timeout instead of
 failing on a stale snapshot.
+
+The file records its schema version (table ``dces_schema``): a DCES older than the file refuses
+to open it instead of failing later on a missing column. A database created before the version
+was recorded has the version-1 tables and is stamped 1.
 """
 
 from __future__ import annotations
@@ -38,8 +42,22 @@ def run_fk() -> ForeignKey:
     return ForeignKey("runs.id", ondelete="CASCADE")
 
 
+SCHEMA_VERSION = 1  # bump with every change to the tables, and migrate older files on open
+
+
+class SchemaVersionError(RuntimeError):
+    """The database was written by a newer DCES."""
+
+
 class Base(DeclarativeBase):
     pass
+
+
+class SchemaRow(Base):
+    __tablename__ = "dces_schema"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1: a single row
+    version: Mapped[int] = mapped_column(Integer)
 
 
 class RunRow(Base):
@@ -174,6 +192,7 @@ class Database:
         self.engine = _make_engine(url)
         self._writer = self.engine.execution_options(dces_write=True)
         Base.metadata.create_all(self.engine)
+        self.schema_version = self._stamp_schema()
 
     @property
     def dialect(self) -> str:
@@ -192,6 +211,20 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _stamp_schema(self) -> int:
+        with self.write() as session:
+            row = session.get(SchemaRow, 1)
+            if row is None:
+                session.add(SchemaRow(id=1, version=SCHEMA_VERSION))
+                return SCHEMA_VERSION
+            if row.version > SCHEMA_VERSION:
+                self.close()
+                raise SchemaVersionError(
+                    f"database {self.engine.url!r}: schema version {row.version} was written by "
+                    f"a newer DCES; this one reads up to version {SCHEMA_VERSION}. Run the newer "
+                    f"DCES, or point DCES_DATABASE_URL / DCES_DATA_DIR at another database.")
+            return row.version
 
 
 def _make_engine(url: str) -> Engine:

@@ -8,10 +8,12 @@ database and resume at the next start.
 from __future__ import annotations
 
 import os
+import sys
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import uvicorn
+from pydantic import ValidationError
 
 from app.logs import configure_logging
 from app.settings import Settings
@@ -33,20 +35,42 @@ class DrainingServer(uvicorn.Server):
 
 def serve(settings_overrides: dict[str, Any] | None = None) -> None:
     """Run the service until SIGTERM/SIGINT; ``settings_overrides`` win over DCES_* variables."""
-    settings = Settings(**(settings_overrides or {}))
+    try:
+        settings = Settings(**(settings_overrides or {}))
+    except ValidationError as exc:
+        _refuse(settings_problems(exc))
     configure_logging(settings.log_level, settings.log_json)
     # Idle OpenMP threads sleep instead of spinning: on a CPU shared with the training job and
     # with the event loop answering probes, spinning threads steal the cores. It must be set
     # before torch loads, i.e. before the import below.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from app.db_models import SchemaVersionError
     from app.main import create_app
 
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except SchemaVersionError as exc:
+        _refuse(str(exc))
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, workers=1, lifespan="on",
         log_config=None, access_log=False, log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5)
     DrainingServer(config, app.state.services.worker, settings.shutdown_grace_s).run()
+
+
+def settings_problems(exc: ValidationError) -> str:
+    """One line per bad setting, named as the variable that sets it."""
+    lines = []
+    for error in exc.errors():
+        name = "_".join(str(part) for part in error["loc"]).upper()
+        lines.append(f"DCES_{name}: {error['msg']}" if name else error["msg"])
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def _refuse(message: str) -> NoReturn:
+    """Exit 2 with the reason and no traceback: a configuration error, not a crash."""
+    print(f"dces serve: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from app.db_models import Database
+from app.db_models import SCHEMA_VERSION, Database, SchemaVersionError
 from app.job_storage import JobStore, content_hash
 from app.problems import Conflict, InvalidInput, LimitExceeded, NotFound
 from app.storage import RunStore, dumps
@@ -178,6 +178,24 @@ def test_deleting_a_run_deletes_everything_under_it(stores: tuple[Any, ...],
             assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
     with pytest.raises(NotFound):
         jobs.get_job(job["id"])
+
+
+def test_the_schema_version_is_recorded_and_a_newer_file_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'dces.sqlite3'}"
+    db = Database(url)
+    run = RunStore(db).create_run("kept", {}, {})["id"]
+    db.close()
+    with sqlite3.connect(tmp_path / "dces.sqlite3") as con:
+        assert con.execute("SELECT version FROM dces_schema").fetchall() == [(SCHEMA_VERSION,)]
+        con.execute("DROP TABLE dces_schema")  # as a file from before the version was recorded
+    db = Database(url)
+    assert db.schema_version == 1 and RunStore(db).get_run(run)["name"] == "kept"
+    db.close()
+    with sqlite3.connect(tmp_path / "dces.sqlite3") as con:
+        con.execute("UPDATE dces_schema SET version = ?", (SCHEMA_VERSION + 1,))
+    with pytest.raises(SchemaVersionError, match=f"schema version {SCHEMA_VERSION + 1} was "
+                                                 f"written by a newer DCES"):
+        Database(url)
 
 
 def test_hashing_and_json_helpers() -> None:
