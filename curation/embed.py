@@ -93,7 +93,7 @@ class Embedder:
                 show_progress_bar=False,
             ).astype(np.float32, copy=False)
             # Normalised again in float32: under bf16 the model's own normalisation leaves norms
-            # up to ~0.5% off 1, and every cosine downstream assumes unit rows.
+            # up to ~0.3% off 1, and every cosine downstream assumes unit rows.
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
             fresh.update(zip((key for key, _ in chunk), vectors, strict=True))
             if progress is not None:
