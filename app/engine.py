@@ -80,7 +80,7 @@ class EngineModels:
         config = base_config(self.settings)
         if not self.settings.preload_lm:
             config = config.with_overrides({"edit": {"enabled": False},
-                                            "quality": {"perplexity_filter": False}})
+                                            "score": {"lm_fallback": False}})
         samples = [{"id": str(i), "text": text} for i, text in enumerate(WARMUP_TEXTS)]
         self.curator(config).curate(samples, budget=2)
 

@@ -37,6 +37,7 @@ class RoundRunner:
         self.worker = worker
         self.metrics = metrics
         self.active: dict[str, Future[dict[str, Any]]] = {}
+        self.abandoned = False  # set at shutdown: a late worker writes no job status any more
 
     # -- submitting -----------------------------------------------------------------------------
 
@@ -71,6 +72,17 @@ class RoundRunner:
             log.info("job resumed", extra={"job_id": job["id"], "was": job["status"]})
         return resumed
 
+    def requeue_active(self, note: str) -> list[str]:
+        """At shutdown, when the worker did not reach a stop point in time: put the job it is
+        running back in the queue, so the database says `queued` whatever the CPU's speed. If
+        the worker commits the round meanwhile, the job stays `succeeded` (the update is
+        conditional on `running`)."""
+        self.abandoned = True
+        ids = list(self.active)
+        for job_id in ids:
+            self.jobs.requeue(job_id, note)
+        return ids
+
     async def wait(self, job_id: str, timeout: float) -> None:
         """Wait up to ``timeout`` s for a job running in this process (long polling)."""
         future = self.active.get(job_id)
@@ -103,6 +115,8 @@ class RoundRunner:
             log.warning("round interrupted", extra={"job_id": job_id, "reason": str(exc)})
             raise Interrupted(note, headers={"Retry-After": "5"}) from exc
         except Exception as exc:
+            if self.abandoned:  # requeued by the shutdown: its stored status is already right
+                raise
             self.jobs.finish_failed(job_id, problem_document(exc))
             self.metrics.jobs.labels("failed").inc()
             log.warning("round failed", extra={"job_id": job_id, "error": str(exc)},

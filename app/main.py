@@ -68,7 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         services.worker.drain(settings.shutdown_grace_s)
         stopped = await asyncio.to_thread(services.worker.join, settings.shutdown_grace_s + 5)
-        log.info("stopped", extra={"worker_stopped": stopped})
+        requeued = [] if stopped else services.runner.requeue_active(
+            "interrupted by a shutdown before its next stop point; it resumes when the service "
+            "restarts")
+        log.info("stopped", extra={"worker_stopped": stopped, "requeued_jobs": requeued})
         services.db.close()
 
     app = FastAPI(title="DCES curation service", version=__version__, description=DESCRIPTION,

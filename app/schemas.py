@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from curation.types import GENERATOR_FIELDS, generator_confidence
+
 MAX_INT = 2**31 - 1  # any integer that reaches the database fits every SQL INTEGER
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Metrics = dict[Annotated[str, Field(min_length=1, max_length=200)], FiniteFloat]
@@ -23,9 +25,25 @@ class SampleIn(BaseModel):
 
     id: str = Field(min_length=1, description="Unique within the batch.")
     text: str
+    logprob: float | None = Field(
+        None, description="Sum of the text's token log-probabilities under the model that "
+                          "generated it (<= 0, finite); needs `tokens`.")
+    tokens: int | None = Field(None, ge=1, le=MAX_INT,
+                               description="Number of tokens `logprob` sums over.")
+    token_logprobs: list[float] | None = Field(
+        None, min_length=1, description="One log-probability per generated token (<= 0).")
+
+    @model_validator(mode="after")
+    def _generator_scores(self) -> SampleIn:
+        """The engine's own rule, so a bad score is a 422 at the request that carries it."""
+        generator_confidence(self._scores(), "sample")
+        return self
+
+    def _scores(self) -> dict[str, Any]:
+        return {k: v for k in GENERATOR_FIELDS if (v := getattr(self, k)) is not None}
 
     def to_engine(self) -> dict[str, Any]:
-        return {**(self.model_extra or {}), "id": self.id, "text": self.text}
+        return {**(self.model_extra or {}), **self._scores(), "id": self.id, "text": self.text}
 
 
 Samples = Annotated[list[SampleIn], Field(min_length=1)]

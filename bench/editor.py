@@ -95,7 +95,7 @@ def center_texts(n: int, seed: int) -> list[str]:
     pick = np.random.default_rng(seed).choice(len(corpus), 5 * n, replace=False)
     samples = [{"id": str(i), "text": corpus[i].text} for i in sorted(pick)]
     config = CurationConfig.from_dict(
-        {"seed": seed, "edit": {"enabled": False}, "quality": {"perplexity_filter": False}}
+        {"seed": seed, "edit": {"enabled": False}, "score": {"lm_fallback": False}}
     )
     result, _ = Curator(config).curate(samples, budget=round(n / 0.7))
     by_id = {s["id"]: s["text"] for s in samples}

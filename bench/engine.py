@@ -32,7 +32,7 @@ from curation.embed import Embedder, load_embedder
 from curation.lm import load_causal_lm
 
 RESULTS = Path(__file__).parent / "results"
-NO_LM = {"edit": {"enabled": False}, "quality": {"perplexity_filter": False}}
+NO_LM = {"edit": {"enabled": False}, "score": {"lm_fallback": False}}
 
 
 def texts_for(n: int) -> list[dict[str, Any]]:
@@ -80,7 +80,7 @@ def bench_engine(samples: list[dict[str, Any]], pairs: int) -> dict[str, Any]:
 def bench_editor(samples: list[dict[str, Any]]) -> dict[str, Any]:
     embedder = load_embedder()
     lm = load_causal_lm()
-    config = CurationConfig.from_dict({"quality": {"perplexity_filter": False}})
+    config = CurationConfig.from_dict({"score": {"lm_fallback": False}})
     curator = Curator(config, embedder=embedder, lm=lm)
     result, _ = curator.curate(samples, budget=len(samples) // 10)
     centers = [d for d in result.decisions if d.role == "center"]

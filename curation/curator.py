@@ -17,13 +17,14 @@ import numpy as np
 
 from curation.allocate import allocate, allocation_weights
 from curation.cluster import SphericalKMeans, nearest_centroid
+from curation.confidence import ConfidenceScorer
 from curation.config import CurationConfig
 from curation.edit import EditedText, TokenEditor
 from curation.embed import Embedder, load_embedder
 from curation.health import round_health
 from curation.lm import CausalLM, load_causal_lm
 from curation.measure import ClusterStats, measure_clusters, near_duplicate_mask
-from curation.quality import degenerate_reason, outlier_cuts, perplexity_cutoff
+from curation.quality import degenerate_reason, implausible_cut, outlier_cuts
 from curation.ratio import EdgeRatioPolicy, feedback_signal, validate_feedback
 from curation.select import ClusterPool, select_all
 from curation.state import RunState
@@ -85,7 +86,8 @@ class Curator:
 
     @property
     def uses_lm(self) -> bool:
-        return self.config.edit.enabled or self.config.quality.perplexity_filter
+        """Whether a round may need the LM (to edit, or to score texts sent without log-probs)."""
+        return self.config.edit.enabled or self.config.score.lm_fallback
 
     def curate(
         self,
@@ -125,13 +127,10 @@ class Curator:
         report("select", 0.5)
         k = len(centroids)
         el = cands.eligible
-        order = el[np.argsort(distances[el], kind="stable")]
-        duplicates = np.zeros(len(batch), dtype=bool)
-        for c in range(k):
-            members = order[labels[order] == c]
-            duplicates[members] = near_duplicate_mask(
-                cands.vectors[members], self.config.quality.near_duplicate_eps
-            )
+        confidence = np.full(len(batch), np.nan)
+        scorer = self._scorer()
+        confidence[el] = scorer.score([batch[i] for i in el], _within(report, "select", 0.5, 0.65))
+        duplicates = self._near_duplicates(cands, labels, distances, k)
         stats = measure_clusters(
             labels[el],
             distances[el],
@@ -147,18 +146,10 @@ class Curator:
             policy.decide(s.dispersion, s.reference_dispersion, signal["g"], state.ratios.get(c))
             for c, s in enumerate(stats)
         ]
+        scores = {"source": scorer.source_, "implausible_below": None}
         pools, taken = self._select(
-            labels,
-            distances,
-            duplicates,
-            el,
-            stats,
-            decisions,
-            budget,
-            [s.text for s in batch],
-            refs,
-            seed,
-            _within(report, "select", 0.5, 0.5),  # a heartbeat: the LM checks come in batches
+            labels, distances, confidence, duplicates, el, stats, decisions, budget, bool(refs),
+            scores,
         )
         timings["select"] = _lap(clock) - sum(timings.values())
 
@@ -210,6 +201,7 @@ class Curator:
             feedback_signal=signal,
             health=health,
             edit_stats=_edit_stats(edited),
+            scores=scores,
             rejected=rejected,
             timings={k_: round(v, 4) for k_, v in timings.items()},
         )
@@ -263,69 +255,70 @@ class Curator:
         )
         return kmeans.fit(fit_on, state.centroids).centroids_
 
+    def _scorer(self) -> ConfidenceScorer:
+        cfg = self.config.score
+        return ConfidenceScorer(
+            (lambda: self.lm) if cfg.lm_fallback else None, cfg.max_tokens, cfg.batch_size
+        )
+
+    def _near_duplicates(
+        self, cands: _Embedded, labels: np.ndarray, distances: np.ndarray, k: int
+    ) -> np.ndarray:
+        """SemDeDup within each cluster, nearest to the centroid kept: one mask for centers and
+        edges alike."""
+        el = cands.eligible
+        order = el[np.argsort(distances[el], kind="stable")]
+        duplicates = np.zeros(len(cands.samples), dtype=bool)
+        for c in range(k):
+            members = order[labels[order] == c]
+            duplicates[members] = near_duplicate_mask(
+                cands.vectors[members], self.config.quality.near_duplicate_eps
+            )
+        return duplicates
+
     def _select(
         self,
         labels: np.ndarray,
         distances: np.ndarray,
+        confidence: np.ndarray,
         duplicates: np.ndarray,
         eligible: np.ndarray,
         stats: list[ClusterStats],
         decisions: list[RatioDecision],
         budget: int,
-        texts: list[str],
-        refs: list[Sample],
-        seed: int,
-        progress: FractionDone,
+        has_reference: bool,
+        scores: dict[str, Any],
     ) -> tuple[list[ClusterPool], np.ndarray]:
         k = len(stats)
-        cuts = outlier_cuts(
-            labels[eligible], distances[eligible], k, self.config.quality.outlier_mad
-        )
+        q = self.config.quality
+        cuts = outlier_cuts(labels[eligible], distances[eligible], k, q.outlier_mad)
+        low = implausible_cut(confidence[eligible], q.implausible_mad)
+        scores["implausible_below"] = None if not np.isfinite(low) else round(low, 4)
+        reasons: dict[int, str] = {}
+        for i in eligible:
+            if duplicates[i]:
+                reasons[int(i)] = "near_duplicate"
+            elif distances[i] > cuts[labels[i]]:
+                reasons[int(i)] = "outlier"
+            elif confidence[i] < low:
+                reasons[int(i)] = "implausible"
         pools = [
             ClusterPool(
-                eligible[labels[eligible] == c], distances, duplicates, decisions[c].ratio, cuts[c]
+                eligible[labels[eligible] == c], distances, confidence, reasons, decisions[c].ratio
             )
             for c in range(k)
         ]
         alloc = self.config.allocation
         weights = allocation_weights(
             np.array([s.share for s in stats]),
-            np.array([s.reference_share for s in stats]) if refs else None,
+            np.array([s.reference_share for s in stats]) if has_reference else None,
             alloc.tau,
             alloc.eta,
         )
         capacity = np.array([p.remaining for p in pools], dtype=np.int64)
         quotas = allocate(budget, weights, capacity)
-        check = self._edge_check(texts, refs, seed, progress)
-        taken = select_all(pools, quotas, weights, budget, check, allocate)
+        taken = select_all(pools, quotas, weights, budget, allocate)
         return pools, taken
-
-    def _edge_check(
-        self, texts: list[str], refs: list[Sample], seed: int, progress: FractionDone
-    ) -> Callable[[Sequence[int]], list[str | None]]:
-        """Perplexity check for edge candidates (index → reason); the cutoff is computed on first
-        use, from the reference's perplexities when there is a reference."""
-        q = self.config.quality
-        if not q.perplexity_filter:
-            return lambda batch: [None] * len(batch)
-        cutoff: list[float] = []
-
-        def check(batch: Sequence[int]) -> list[str | None]:
-            if not cutoff:
-                ref_ppl = None
-                if refs:
-                    rng = np.random.default_rng(seed)
-                    pick = rng.permutation(len(refs))[: q.reference_perplexity_sample]
-                    ref_ppl = self.lm.perplexity(
-                        [refs[i].text for i in np.sort(pick)], progress=progress
-                    )
-                cutoff.append(perplexity_cutoff(ref_ppl, q))
-            ppl = self.lm.perplexity([texts[i] for i in batch], progress=progress)
-            return [
-                "perplexity_too_high" if np.isfinite(p) and p > cutoff[0] else None for p in ppl
-            ]
-
-        return check
 
     def _edit(self, texts: list[str], seed: int, progress: FractionDone) -> list[EditedText]:
         if not self.config.edit.enabled or not texts:

@@ -1,7 +1,8 @@
 """Token-level editing of center samples (ToEdit, arXiv 2412.14689).
 
-One teacher-forced pass scores every token; a token the LM finds near-certain
-(``p(token | prefix) > threshold``) is resampled from the top-k of ``softmax(logits / beta)``.
+One teacher-forced pass scores every token; a token the LM finds over-confident
+(``p(token | prefix) > threshold`` and among the text's own most confident ``top_fraction`` of
+tokens) is resampled from the top-k of ``softmax(logits / beta)``.
 Such tokens carry little information for the next training round, and replacing them injects
 diversity without rewriting the sample. Every edit is returned as a char span of the ORIGINAL
 text, and :func:`apply_edits` is the one place where edits are spliced in.
@@ -15,6 +16,7 @@ only by a whole word. On real fortunes, sub-word edits ("self-destruct" -> "self
 
 from __future__ import annotations
 
+import math
 import unicodedata
 import weakref
 from collections.abc import Sequence
@@ -58,18 +60,9 @@ def apply_edits(original: str, edits: Sequence[Edit]) -> str:
 
 
 def check_edit_config(config: EditConfig, max_positions: int | None = None) -> None:
-    """Raise :class:`CurationInputError` naming the first ``edit.*`` setting out of range.
-
-    ``max_positions`` is the LM's context length, when known: the bound of ``max_tokens``.
-    """
-    if not 0.0 <= config.threshold <= 1.0:
-        raise CurationInputError(f"edit.threshold: must be in [0, 1], got {config.threshold!r}")
-    # Excluding the original needs a second candidate to choose from.
-    check_int("edit.top_k", config.top_k, 2 if config.exclude_original else 1)
-    if not config.beta > 0.0:
-        raise CurationInputError(f"edit.beta: must be > 0, got {config.beta!r}")
+    """Raise :class:`CurationInputError` when ``edit.max_tokens`` exceeds the LM's context length
+    (the other limits are checked when the config is built)."""
     check_int("edit.max_tokens", config.max_tokens, 2, max_positions)
-    check_int("edit.batch_size", config.batch_size, 1)
 
 
 class TokenEditor:
@@ -165,7 +158,7 @@ def _edits(
     whole_words = config.whole_words
     spans = {
         int(i): span
-        for i in np.flatnonzero(probs > config.threshold)
+        for i in over_confident(probs, config.threshold, config.top_fraction)
         if i >= 1
         and (span := _span(text, sc, vocab, int(i))) is not None
         and (not whole_words or _is_whole_word(text, span, vocab.word[sc.ids[i]]))
@@ -196,6 +189,19 @@ def _edits(
             start, end = spans[int(i)]
             edits.append(Edit(start, end, text[start:end], vocab.texts[new], float(probs[i])))
     return edits
+
+
+def over_confident(probs: np.ndarray, threshold: float, top_fraction: float) -> np.ndarray:
+    """Positions with ``p > threshold`` among the text's ``top_fraction`` most confident tokens
+    (at least one position when any passes the threshold)."""
+    above = np.flatnonzero(probs > threshold)
+    if len(above) == 0:
+        return above
+    keep = max(1, math.floor(top_fraction * len(probs)))
+    if len(above) <= keep:
+        return above
+    best = above[np.argsort(-probs[above], kind="stable")[:keep]]
+    return np.sort(best)
 
 
 def _is_whole_word(text: str, span: tuple[int, int], is_word: bool) -> bool:

@@ -2,7 +2,8 @@
 
 Degenerate text (empty, too short, too long, repetitive) is rejected before clustering, so a
 tight cluster of garbage can never be chosen as "center". Edge candidates additionally face a
-robust distance cut (``outlier``) and a perplexity bound (``perplexity_too_high``).
+robust distance cut (``outlier``) and a robust cut on the far tail of the round's own confidence
+(``implausible``). Fluent but surprising text is never rejected: it is what edges are for.
 """
 
 from __future__ import annotations
@@ -74,16 +75,12 @@ def outlier_cuts(labels: np.ndarray, distances: np.ndarray, k: int, z: float) ->
     return medians + z * 1.4826 * mad
 
 
-def perplexity_cutoff(reference_perplexities: np.ndarray | None, config: QualityConfig) -> float:
-    """The perplexity above which an edge sample is rejected.
-
-    Relative to real data when there is a reference (a high quantile times a factor), else the
-    absolute ``max_perplexity``.
-    """
-    if reference_perplexities is None:
-        return config.max_perplexity
-    finite = reference_perplexities[np.isfinite(reference_perplexities)]
-    if len(finite) == 0:
-        return config.max_perplexity
-    quantile = float(np.quantile(finite, config.reference_perplexity_quantile))
-    return quantile * config.reference_perplexity_factor
+def implausible_cut(confidence: np.ndarray, z: float) -> float:
+    """Confidence below which a text is implausible: ``median - z * 1.4826 * MAD`` of the
+    round's own candidates (``-inf`` when unknown or too few to estimate a scale)."""
+    known = confidence[np.isfinite(confidence)]
+    if len(known) < _MIN_FOR_OUTLIERS:
+        return -np.inf
+    median = float(np.median(known))
+    mad = max(float(np.median(np.abs(known - median))), 1e-3)
+    return median - z * 1.4826 * mad

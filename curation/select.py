@@ -1,21 +1,25 @@
 """Center/edge selection inside one cluster.
 
-Members are ranked by distance to the centroid. The nearest ``1 - r`` of them form the center
-pool, the rest the edge pool. Centers are taken nearest first, skipping near-duplicates; edges
-farthest first, skipping outliers and whatever the edge check (perplexity) rejects. A pool that
-runs dry hands its share to the other, and a cluster that runs dry reports it so that the
-curator can pass the rest of its quota on to other clusters.
+Two orders over the same selectable members. **Centers** are representative and confident: the
+members ranked by distance to the centroid and by confidence (mean token log-probability), best
+mean rank first. **Edges** are diverse and surprising: the least confident first (the farthest
+first when no confidence is known). The surprising tail is exactly what top-p sampling removes
+each generation, and keeping it is what slowed collapse on the benchmark (`ppl_high` beat random
+by a third); selecting toward centroids narrows the distribution (Qiao et al. 2026).
+
+Before either order, near-duplicates (SemDeDup's rule, the most representative copy kept),
+distance outliers and implausible texts (the far tail of the round's own confidence
+distribution: garbage, not surprise) are rejected with their reason. A quota is split by the
+cluster's edge ratio; a pool that runs dry hands its share to the other, and a cluster that runs
+dry reports it so that the curator can pass the rest of its quota on.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
-
-EdgeCheck = Callable[[Sequence[int]], list[str | None]]
 
 
 class ClusterPool:
@@ -25,67 +29,83 @@ class ClusterPool:
         self,
         members: np.ndarray,
         distances: np.ndarray,
-        duplicates: np.ndarray,
+        confidence: np.ndarray,
+        reasons: dict[int, str],
         edge_ratio: float,
-        outlier_cut: float,
     ):
-        order = members[np.argsort(distances[members], kind="stable")]
-        boundary = len(order) - math.floor(edge_ratio * len(order) + 0.5)
         self.edge_ratio = edge_ratio
-        self.rejected: dict[int, str] = {}
+        self.rejected: dict[int, str] = {int(i): reasons[int(i)] for i in members
+                                         if int(i) in reasons}
+        keep = np.array([i for i in members if int(i) not in self.rejected], dtype=np.int64)
         self.centers: list[int] = []
         self.edges: list[int] = []
-        self._center_queue: deque[int] = deque()
-        for i in order[:boundary]:
-            if duplicates[i]:
-                self.rejected[int(i)] = "near_duplicate"
-            else:
-                self._center_queue.append(int(i))
-        self._edge_queue: deque[int] = deque()
-        for i in order[boundary:][::-1]:
-            if distances[i] > outlier_cut:
-                self.rejected[int(i)] = "outlier"
-            else:
-                self._edge_queue.append(int(i))
+        self._taken: set[int] = set()
+        self._center_order = [int(i) for i in keep[_center_order(distances[keep],
+                                                                 confidence[keep])]]
+        self._edge_order = [int(i) for i in keep[_edge_order(distances[keep],
+                                                             confidence[keep])]]
+        self._center_at = 0
+        self._edge_at = 0
 
     @property
     def remaining(self) -> int:
-        """Members that could still be taken (edges may yet fail their check)."""
-        return len(self._center_queue) + len(self._edge_queue)
+        """Members that could still be taken."""
+        return len(self._center_order) - len(self._taken)
 
-    def take(self, quota: int, edge_check: EdgeCheck) -> int:
+    def take(self, quota: int) -> int:
         """Take up to ``quota`` more members; returns how many were taken."""
         want_edges = math.floor(self.edge_ratio * quota + 0.5)
-        taken_edges = self._take_edges(want_edges, edge_check)
+        taken_edges = self._take_edges(want_edges)
         taken_centers = self._take_centers(quota - taken_edges)
         if taken_edges + taken_centers < quota:  # centers ran dry: fill with edges
-            taken_edges += self._take_edges(quota - taken_edges - taken_centers, edge_check)
+            taken_edges += self._take_edges(quota - taken_edges - taken_centers)
         return taken_edges + taken_centers
 
     def _take_centers(self, count: int) -> int:
         taken = 0
-        while taken < count and self._center_queue:
-            self.centers.append(self._center_queue.popleft())
-            taken += 1
+        while taken < count and self._center_at < len(self._center_order):
+            i = self._center_order[self._center_at]
+            self._center_at += 1
+            if i not in self._taken:
+                self._taken.add(i)
+                self.centers.append(i)
+                taken += 1
         return taken
 
-    def _take_edges(self, count: int, edge_check: EdgeCheck) -> int:
+    def _take_edges(self, count: int) -> int:
         taken = 0
-        while taken < count and self._edge_queue:
-            # Check a few more than needed in one batch: some will fail.
-            size = min(len(self._edge_queue), count - taken + 2)
-            batch = [self._edge_queue.popleft() for _ in range(size)]
-            unused: list[int] = []
-            for i, reason in zip(batch, edge_check(batch), strict=True):
-                if reason is not None:
-                    self.rejected[i] = reason
-                elif taken < count:
-                    self.edges.append(i)
-                    taken += 1
-                else:
-                    unused.append(i)
-            self._edge_queue.extendleft(reversed(unused))
+        while taken < count and self._edge_at < len(self._edge_order):
+            i = self._edge_order[self._edge_at]
+            self._edge_at += 1
+            if i not in self._taken:
+                self._taken.add(i)
+                self.edges.append(i)
+                taken += 1
         return taken
+
+
+def _center_order(distances: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """Nearest and most confident first: the mean of the two ranks (distance alone when the
+    confidence is unknown); ties by distance."""
+    by_distance = _ranks(distances)
+    if np.isnan(confidence).any():
+        return np.argsort(distances, kind="stable")
+    combined = by_distance + _ranks(-confidence)
+    return np.lexsort((distances, combined))
+
+
+def _edge_order(distances: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """Least confident first (farthest first when the confidence is unknown); ties by distance,
+    farthest first."""
+    if np.isnan(confidence).any():
+        return np.argsort(-distances, kind="stable")
+    return np.lexsort((-distances, confidence))
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[np.argsort(values, kind="stable")] = np.arange(len(values))
+    return ranks
 
 
 def select_all(
@@ -93,7 +113,6 @@ def select_all(
     quotas: np.ndarray,
     weights: np.ndarray,
     budget: int,
-    edge_check: EdgeCheck,
     allocate: Callable[[int, np.ndarray, np.ndarray], np.ndarray],
 ) -> np.ndarray:
     """Fill every pool's quota; re-allocate what dry clusters could not supply. Returns the
@@ -103,7 +122,7 @@ def select_all(
     while True:
         for c, pool in enumerate(pools):
             if pending[c] > 0:
-                taken[c] += pool.take(int(pending[c]), edge_check)
+                taken[c] += pool.take(int(pending[c]))
         shortfall = budget - int(taken.sum())
         capacity = np.array([p.remaining for p in pools], dtype=np.int64)
         if shortfall <= 0 or capacity.sum() == 0:

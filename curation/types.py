@@ -6,6 +6,7 @@ training job can store and exchange them without pickling.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -19,6 +20,11 @@ class CurationInputError(ValueError):
     """The caller's input is unusable; the message names the item and the problem."""
 
 
+GENERATOR_FIELDS = ("logprob", "tokens", "token_logprobs")
+# |sum(token_logprobs) - logprob| allowed when a sample sends both (float32 sums drift).
+_SUM_TOLERANCE = 1e-3
+
+
 @dataclass(frozen=True)
 class Sample:
     """One candidate text. ``extra`` carries the caller's other fields through untouched."""
@@ -26,6 +32,9 @@ class Sample:
     id: str
     text: str
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Mean token log-probability under the model that generated the text, when the caller sent
+    # it (``logprob`` + ``tokens``, or ``token_logprobs``, kept in ``extra`` as sent).
+    confidence: float | None = None
 
     @classmethod
     def coerce(cls, item: object, index: int) -> Sample:
@@ -39,7 +48,7 @@ class Sample:
         if not isinstance(text, str):
             raise CurationInputError(f"sample {index} (id {sid!r}): 'text' must be a string")
         extra = {k: v for k, v in item.items() if k not in ("id", "text")}
-        return cls(sid, text, extra)
+        return cls(sid, text, extra, generator_confidence(item, f"sample {index} (id {sid!r})"))
 
 
 def coerce_samples(items: Sequence[Sample | Mapping[str, Any]], what: str) -> list[Sample]:
@@ -53,6 +62,56 @@ def coerce_samples(items: Sequence[Sample | Mapping[str, Any]], what: str) -> li
             )
         seen[s.id] = i
     return samples
+
+
+def generator_confidence(item: Mapping[str, object], label: str) -> float | None:
+    """The mean token log-probability a sample carries, ``None`` when it carries none.
+
+    Raises :class:`CurationInputError` naming the sample and the field for a value no generator
+    can produce: a non-finite or positive log-probability, a token count below 1, ``logprob``
+    without ``tokens`` (or the reverse), or ``token_logprobs`` that disagree with them.
+    """
+    logprob, tokens, raw_tokens = (item.get(f) for f in GENERATOR_FIELDS)
+    if logprob is None and tokens is None and raw_tokens is None:
+        return None
+    per_token: list[float] | None = None
+    if raw_tokens is not None:
+        if not isinstance(raw_tokens, list | tuple) or not raw_tokens:
+            raise CurationInputError(
+                f"{label}: 'token_logprobs' must be a non-empty list of numbers <= 0"
+            )
+        per_token = [_logprob(v, f"{label}: 'token_logprobs[{j}]'")
+                     for j, v in enumerate(raw_tokens)]
+    if logprob is None and tokens is None:
+        assert per_token is not None
+        return math.fsum(per_token) / len(per_token)
+    if logprob is None or tokens is None:
+        missing = "tokens" if tokens is None else "logprob"
+        raise CurationInputError(
+            f"{label}: 'logprob' and 'tokens' go together; '{missing}' is missing"
+        )
+    total = _logprob(logprob, f"{label}: 'logprob'")
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+        raise CurationInputError(f"{label}: 'tokens' must be an integer >= 1, got {tokens!r}")
+    if per_token is not None:
+        if len(per_token) != tokens:
+            raise CurationInputError(
+                f"{label}: 'token_logprobs' has {len(per_token)} values but 'tokens' is {tokens}"
+            )
+        summed = math.fsum(per_token)
+        if abs(summed - total) > _SUM_TOLERANCE * max(1.0, abs(summed)):
+            raise CurationInputError(
+                f"{label}: 'logprob' is {total!r} but 'token_logprobs' sum to {summed:.6g}"
+            )
+    return total / tokens
+
+
+def _logprob(value: object, label: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise CurationInputError(f"{label} must be a finite number <= 0, got {value!r}")
+    if value > 0:
+        raise CurationInputError(f"{label} must be <= 0 (a log-probability), got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -157,6 +216,8 @@ class RoundResult:
     edit_stats: EditStats
     rejected: dict[str, int]
     timings: dict[str, float]
+    # Where confidence came from ("generator", "lm" or "none") and the implausibility cut.
+    scores: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -169,6 +230,7 @@ class RoundResult:
             "health": self.health,
             "edit_stats": self.edit_stats.to_dict(),
             "rejected": self.rejected,
+            "scores": self.scores,
             "timings": self.timings,
         }
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.jsonl import AtomicFiles
 
-FAST = {"quality": {"perplexity_filter": False}}
+FAST = {"score": {"lm_fallback": False}}
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

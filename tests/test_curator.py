@@ -8,7 +8,7 @@ import pytest
 
 from curation import CurationConfig, CurationInputError, Curator, RunState
 
-NO_LM = {"edit": {"enabled": False}, "quality": {"perplexity_filter": False}}
+NO_LM = {"edit": {"enabled": False}, "score": {"lm_fallback": False}}
 
 
 @pytest.fixture(scope="module")

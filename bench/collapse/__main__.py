@@ -43,7 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 description=(__doc__ or "").splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small preset, < 3 minutes")
     p.add_argument("--regime", nargs="+", choices=[*REGIMES, "all"], help="default: replace")
-    p.add_argument("--strategies", nargs="+", choices=STRATEGIES, help="default: all seven")
+    p.add_argument("--strategies", nargs="+", choices=STRATEGIES,
+                   help="default: all but ppl_low and dces_no_logprobs")
     p.add_argument("--seeds", type=int)
     p.add_argument("--generations", type=int, help="self-training generations after gen 0")
     p.add_argument("--budget", type=int, help="samples kept per generation")

@@ -19,13 +19,14 @@ import numpy as np
 from transformers import GPT2LMHeadModel
 
 from app.client import DCESClient
-from bench.collapse.config import DCES_STRATEGIES
-from bench.collapse.heldout import score
+from bench.collapse.config import DCES_STRATEGIES, NO_LOGPROBS
+from bench.collapse.heldout import TokenScores, score
 from curation.measure import near_duplicate_mask
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 # The metrics a DCES run receives as feedback, renamed where the service knows them under
-# another name (it uses heldout_perplexity, entropy, ece, distinct_2, diversity; stores the rest).
+# another name. Only what a training job measures itself: nothing computed from the benchmark's
+# category labels (KL to real, tail mass, tail coverage) ever reaches the service.
 FEEDBACK_METRICS = {
     "heldout_perplexity": "heldout_perplexity",
     "entropy": "entropy",
@@ -34,9 +35,6 @@ FEEDBACK_METRICS = {
     "distinct_2": "distinct_2",
     "distinct_3": "distinct_3",
     "vendi": "diversity",
-    "kl_to_real": "kl_to_real",
-    "tail_mass": "tail_mass",
-    "tail_coverage": "tail_coverage",
 }
 SEARCH_STEPS = 30
 
@@ -49,14 +47,19 @@ class Pool:
     ids: list[list[int]]
     model: GPT2LMHeadModel
     embed: Embed
-    _perplexity: np.ndarray | None = field(default=None, repr=False)
+    _scores: TokenScores | None = field(default=None, repr=False)
     _embeddings: np.ndarray | None = field(default=None, repr=False)
 
     @property
+    def scores(self) -> TokenScores:
+        """Every candidate scored by the model that wrote it (what a training job has)."""
+        if self._scores is None:
+            self._scores = score(self.model, self.ids)
+        return self._scores
+
+    @property
     def perplexity(self) -> np.ndarray:
-        if self._perplexity is None:
-            self._perplexity = score(self.model, self.ids).doc_perplexity
-        return self._perplexity
+        return self.scores.doc_perplexity
 
     @property
     def embeddings(self) -> np.ndarray:
@@ -161,7 +164,12 @@ class DCESStrategy(Strategy):
             body_feedback = feedback
         else:  # the metrics of the model trained on round r-1's selection
             self.client.post_feedback(self.run_id, feedback, round=round_index - 1)
-        samples = [{"id": f"r{round_index}-{i}", "text": t} for i, t in enumerate(pool.texts)]
+        samples: list[dict[str, Any]] = [
+            {"id": f"r{round_index}-{i}", "text": t} for i, t in enumerate(pool.texts)]
+        if self.name not in NO_LOGPROBS:
+            sc = pool.scores
+            for s, nll, n in zip(samples, sc.doc_nll, sc.doc_tokens, strict=True):
+                s["logprob"], s["tokens"] = -float(nll) * float(n), int(n)
         result = self.client.curate_round(
             self.run_id, samples, budget, feedback=body_feedback,
             idempotency_key=f"{self.run_id}-{round_index}")
@@ -195,6 +203,7 @@ def round_summary(result: Mapping[str, Any]) -> dict[str, Any]:
         "feedback_signal": result["feedback_signal"],
         "edit_stats": result["edit_stats"],
         "rejected": result["rejected"],
+        "scores": result.get("scores"),
         "health": result["health"],
         "timings": result["timings"],
         "clusters": [

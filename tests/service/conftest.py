@@ -27,7 +27,7 @@ from app.client import DCESClient
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 180.0
 # Tests that do not test editing switch the LM off, so rounds only embed, cluster and select.
-NO_LM = {"edit": {"enabled": False}, "quality": {"perplexity_filter": False}}
+NO_LM = {"edit": {"enabled": False}, "score": {"lm_fallback": False}}
 
 
 def free_port() -> int:
