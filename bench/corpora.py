@@ -1,4 +1,5 @@
-"""Real human-written text for benchmarks: the Debian `fortunes` corpus, by category."""
+"""Real human-written text for benchmarks, by category: Debian's `fortunes` (entries by file)
+and `wordnet-base` (glosses by lexicographer file)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,55 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
+WORDNET_DIR = Path("/usr/share/wordnet")
+# WordNet's 45 lexicographer files (the `lexnames` file, which Debian's package does not ship).
+LEXNAMES = [
+    "adj.all",
+    "adj.pert",
+    "adv.all",
+    "noun.Tops",
+    "noun.act",
+    "noun.animal",
+    "noun.artifact",
+    "noun.attribute",
+    "noun.body",
+    "noun.cognition",
+    "noun.communication",
+    "noun.event",
+    "noun.feeling",
+    "noun.food",
+    "noun.group",
+    "noun.location",
+    "noun.motive",
+    "noun.object",
+    "noun.person",
+    "noun.phenomenon",
+    "noun.plant",
+    "noun.possession",
+    "noun.process",
+    "noun.quantity",
+    "noun.relation",
+    "noun.shape",
+    "noun.state",
+    "noun.substance",
+    "noun.time",
+    "verb.body",
+    "verb.change",
+    "verb.cognition",
+    "verb.communication",
+    "verb.competition",
+    "verb.consumption",
+    "verb.contact",
+    "verb.creation",
+    "verb.emotion",
+    "verb.motion",
+    "verb.perception",
+    "verb.possession",
+    "verb.social",
+    "verb.stative",
+    "verb.weather",
+    "adj.ppl",
+]
 # Files that are not prose (pictures, word lists) or not English sentences.
 NOT_PROSE = {"ascii-art", "art"}
 
@@ -19,18 +69,18 @@ class Fortune:
     category: str
 
 
-def ensure_fortunes() -> None:
-    """Install Debian's `fortunes` package when it is missing (the benchmarks need it)."""
-    if FORTUNES_DIR.is_dir() and any(FORTUNES_DIR.iterdir()):
+def ensure_package(package: str, directory: Path) -> None:
+    """Install a Debian package when its data directory is missing (the benchmarks need it)."""
+    if directory.is_dir() and any(directory.iterdir()):
         return
-    print("bench: installing Debian package 'fortunes' (apt-get)", flush=True)
+    print(f"bench: installing Debian package {package!r} (apt-get)", flush=True)
     subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "fortunes"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True)
 
 
 def load_fortunes(min_chars: int = 20, max_chars: int = 600) -> list[Fortune]:
     """Every prose fortune entry, whitespace-normalised, with its category (file name)."""
-    ensure_fortunes()
+    ensure_package("fortunes", FORTUNES_DIR)
     out: list[Fortune] = []
     for path in sorted(FORTUNES_DIR.iterdir()):
         if path.suffix or not path.is_file() or path.name in NOT_PROSE:
@@ -40,4 +90,20 @@ def load_fortunes(min_chars: int = 20, max_chars: int = 600) -> list[Fortune]:
             text = " ".join(entry.split())
             if min_chars <= len(text) <= max_chars:
                 out.append(Fortune(f"{path.name}-{i}", text, path.name))
+    return out
+
+
+def load_wordnet(min_chars: int = 20, max_chars: int = 600) -> list[Fortune]:
+    """Every WordNet gloss (definition and examples), with its lexicographer file as category."""
+    ensure_package("wordnet-base", WORDNET_DIR)
+    out: list[Fortune] = []
+    for pos in ("noun", "verb", "adj", "adv"):
+        for line in (WORDNET_DIR / f"data.{pos}").read_text(encoding="latin-1").splitlines():
+            if line.startswith(" ") or " | " not in line:  # the licence header
+                continue
+            fields, gloss = line.split(" | ", 1)
+            offset, lexfile = fields.split()[:2]
+            text = " ".join(gloss.split())
+            if min_chars <= len(text) <= max_chars:
+                out.append(Fortune(f"{pos}-{offset}", text, LEXNAMES[int(lexfile)]))
     return out

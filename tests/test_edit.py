@@ -19,8 +19,9 @@ from curation.types import CurationInputError, Edit
 
 TEXT = "The quick brown fox jumps over the lazy dog while the farmer sleeps."
 LONG = "It is a truth universally acknowledged that a single man must be in want of a wife. " * 8
-EVERY = EditConfig(threshold=0.0, top_k=8, beta=1.0)  # every token of a random LM qualifies
-PIECES = EditConfig(threshold=0.0, top_k=8, beta=1.0, whole_words=False)
+# Every token of a random LM qualifies.
+EVERY = EditConfig(threshold=0.0, top_fraction=1.0, top_k=8, beta=1.0)
+PIECES = EditConfig(threshold=0.0, top_fraction=1.0, top_k=8, beta=1.0, whole_words=False)
 
 
 def check_edits(original: str, edited: EditedText, whole_words: bool = True) -> None:
@@ -133,23 +134,40 @@ def test_disabled_or_empty_input(tiny_lm: CausalLM) -> None:
     assert TokenEditor(tiny_lm, EVERY).edit([], seed=0) == []
 
 
+def test_only_the_texts_own_most_confident_tokens_are_edited(tiny_lm: CausalLM) -> None:
+    [s] = tiny_lm.score([LONG], max_tokens=64, batch_size=1)
+    config = replace(PIECES, top_fraction=0.1, max_tokens=64)
+    [out] = TokenEditor(tiny_lm, config).edit([LONG], seed=0)
+    check_edits(LONG, out, whole_words=False)
+    assert 1 <= len(out.edits) <= int(0.1 * len(s))
+    floor = np.sort(s.probs[1:])[::-1][int(0.1 * len(s)) - 1]  # the 10% most confident
+    assert all(e.p >= floor - 1e-6 for e in out.edits)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"threshold": -0.1}, r"edit.threshold: must be in \[0, 1\]"),
-        ({"threshold": 1.5}, r"edit.threshold: must be in \[0, 1\]"),
-        ({"top_k": 1}, "edit.top_k: must be an integer >= 2"),
-        ({"top_k": 0, "exclude_original": False}, "edit.top_k: must be an integer >= 1"),
-        ({"top_k": 1.5}, "edit.top_k: must be an integer"),
-        ({"beta": 0.0}, "edit.beta: must be > 0"),
-        ({"max_tokens": 1}, "edit.max_tokens: must be an integer between 2 and 512"),
-        ({"max_tokens": 10_000}, r"edit.max_tokens: must be an integer between 2 and 512"),
-        ({"batch_size": 0}, "edit.batch_size: must be an integer >= 1"),
+        ({"threshold": -0.1}, r"config.edit.threshold: must be in \[0, 1\], got -0.1"),
+        ({"threshold": float("nan")}, r"config.edit.threshold: must be in \[0, 1\], got nan"),
+        ({"threshold": 1.5}, r"config.edit.threshold: must be in \[0, 1\]"),
+        ({"top_fraction": 0.0}, r"config.edit.top_fraction: must be in \(0, 1\]"),
+        ({"top_k": 1}, r"config.edit.top_k: must be in \[2, 1000\]"),
+        ({"top_k": 1.5}, r"config.edit.top_k: must be in \[2, 1000\]"),
+        ({"beta": 0.0}, r"config.edit.beta: must be in \(0, 100\]"),
+        ({"max_tokens": 1}, r"config.edit.max_tokens: must be in \[2, 8192\]"),
+        ({"batch_size": 0}, r"config.edit.batch_size: must be in \[1, 1024\]"),
+        ({"enabled": "yes"}, "config.edit.enabled: must be true or false"),
     ],
 )
-def test_config_limits(tiny_lm: CausalLM, change: dict[str, object], message: str) -> None:
-    with pytest.raises(CurationInputError, match=message):
-        TokenEditor(tiny_lm, replace(EVERY, **change)).edit([TEXT], seed=0)  # type: ignore[arg-type]
+def test_config_limits(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        replace(EVERY, **change)  # type: ignore[arg-type]
+
+
+def test_max_tokens_is_bounded_by_the_lms_context(tiny_lm: CausalLM) -> None:
+    with pytest.raises(CurationInputError, match=r"edit\.max_tokens: must be an integer "
+                                                  r"between 2 and 512"):
+        TokenEditor(tiny_lm, replace(EVERY, max_tokens=1000)).edit([TEXT], seed=0)
 
 
 def test_scores_without_enough_candidates_are_refused(tiny_lm: CausalLM) -> None:

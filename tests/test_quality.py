@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from curation.config import QualityConfig
-from curation.quality import degenerate_reason, outlier_cuts, perplexity_cutoff
+from curation.quality import degenerate_reason, implausible_cut, outlier_cuts
 
 CFG = QualityConfig()
 
@@ -45,9 +45,13 @@ def test_too_few_samples_have_no_outliers() -> None:
     assert np.isinf(cuts).all()
 
 
-def test_perplexity_cutoff_follows_the_reference_or_the_absolute_bound() -> None:
-    assert perplexity_cutoff(None, CFG) == CFG.max_perplexity
-    ref = np.array([10.0] * 99 + [40.0])
-    assert perplexity_cutoff(ref, CFG) == pytest.approx(
-        np.quantile(ref, CFG.reference_perplexity_quantile) * CFG.reference_perplexity_factor
-    )
+def test_implausible_cut_is_far_below_the_rounds_own_confidence() -> None:
+    rng = np.random.default_rng(0)
+    confidence = rng.normal(-4.0, 0.5, 500)
+    cut = implausible_cut(confidence, z=6.0)
+    assert cut == pytest.approx(np.median(confidence) - 6.0 * 1.4826 * np.median(
+        np.abs(confidence - np.median(confidence))))
+    assert (confidence < cut).sum() == 0  # fluent-but-surprising text is never cut
+    assert implausible_cut(np.append(confidence, -40.0), z=6.0) > -40.0  # garbage is
+    assert implausible_cut(confidence[:5], z=6.0) == -np.inf  # too few to estimate a scale
+    assert implausible_cut(np.full(50, np.nan), z=6.0) == -np.inf  # unknown confidence

@@ -53,8 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--top-p", type=float)
     p.add_argument("--gen-tokens", type=int, help="token passes per later generation")
     p.add_argument("--jobs", type=int, help="worker processes (default 2)")
-    p.add_argument("--corpus", type=Path, help="JSONL of {text, category} (default: Debian "
-                                               "fortunes, installed if missing)")
+    p.add_argument("--corpus", help="fortunes (default), wordnet (Debian packages, installed if "
+                                    "missing) or a JSONL file of {text, category}")
+    p.add_argument("--train-docs", type=int, help="cap on the real training split (stratified)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--name", help="file name stem (default: collapse[-quick][-<regimes>] "
                                   "unless the regime is replace alone)")
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             strategies=None if args.strategies is None else tuple(dict.fromkeys(args.strategies)),
             seeds=args.seeds, generations=args.generations, budget=args.budget,
             pool_factor=args.pool_factor, temperature=args.temperature, top_p=args.top_p,
-            gen_tokens=args.gen_tokens, jobs=args.jobs)
+            gen_tokens=args.gen_tokens, jobs=args.jobs, train_docs=args.train_docs)
     except ValueError as exc:
         print(f"bench.collapse: error: {exc}", file=sys.stderr)
         return 2

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.corpora import Fortune, load_fortunes
+from bench.corpora import Fortune, load_fortunes, load_wordnet
+
+CORPORA = {"fortunes": load_fortunes, "wordnet": load_wordnet}
 
 SPLIT_SEED = 20240607
 
@@ -40,10 +42,14 @@ class Split:
         }
 
 
-def load_corpus(path: Path | None) -> list[Fortune]:
-    """Debian fortunes (installed if missing), or a JSONL of ``{"text", "category"[, "id"]}``."""
+def load_corpus(path: Path | str | None) -> list[Fortune]:
+    """A named corpus (``fortunes``, the default, or ``wordnet``: Debian packages, installed if
+    missing), or a JSONL file of ``{"text", "category"[, "id"]}``."""
     if path is None:
         return load_fortunes()
+    if str(path) in CORPORA:
+        return CORPORA[str(path)]()
+    path = Path(path)
     out = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():

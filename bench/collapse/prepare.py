@@ -14,11 +14,11 @@ from bench.collapse.tokenizer import BenchTokenizer
 from curation.embed import Embedder
 
 
-def prepare(cfg: BenchConfig, corpus_path: Path | None, workdir: Path, embedder: Embedder
-            ) -> tuple[Shared, dict[str, Any], dict[str, Any]]:
+def prepare(
+    cfg: BenchConfig, corpus_path: Path | str | None, workdir: Path, embedder: Embedder
+) -> tuple[Shared, dict[str, Any], dict[str, Any]]:
     """(shared task inputs, metrics of real held-out text, setup description)."""
-    split = split_corpus(load_corpus(corpus_path), train_cap=cfg.train_docs,
-                         test_cap=cfg.test_docs)
+    split = split_corpus(load_corpus(corpus_path), train_cap=cfg.train_docs, test_cap=cfg.test_docs)
     train_texts = [f.text for f in split.train]
     test_texts = [f.text for f in split.test]
     tokenizer = BenchTokenizer.train(train_texts, cfg.model.vocab_size)
@@ -28,8 +28,9 @@ def prepare(cfg: BenchConfig, corpus_path: Path | None, workdir: Path, embedder:
             per_category[f.category].append(f.text)
     centroid_texts = [t for c in split.categories for t in per_category[c]]
     centroid_labels = [c for c in split.categories for _ in per_category[c]]
-    labeler = CategoryLabeler(split.categories, split.tail, embedder.encode(centroid_texts),
-                              centroid_labels)
+    labeler = CategoryLabeler(
+        split.categories, split.tail, embedder.encode(centroid_texts), centroid_labels
+    )
     test_emb = embedder.encode(test_texts)
     labeler.fit_real(test_emb)
     m = min(cfg.metric_samples, len(test_texts))
@@ -45,7 +46,11 @@ def prepare(cfg: BenchConfig, corpus_path: Path | None, workdir: Path, embedder:
         workdir=workdir,
         url=None,
     )
-    setup = {"split": split.describe(), "vocab_size": tokenizer.vocab_size,
-             "categories": split.categories,
-             "real_category_counts": labeler.counts(test_emb)}
+    setup = {
+        "corpus": str(corpus_path or "fortunes"),
+        "split": split.describe(),
+        "vocab_size": tokenizer.vocab_size,
+        "categories": split.categories,
+        "real_category_counts": labeler.counts(test_emb),
+    }
     return shared, real, setup

@@ -1,0 +1,142 @@
+"""The selection rules with generator scores: edges are the surprising, centers the confident and
+representative, near-duplicates and implausible texts go in either role, and quotas steer the
+selection's mix toward the reference. Real embedding model, real faiss, real fortunes; the
+confidences are the caller's (as a training job sends them), so no LM is needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from curation import CurationConfig, CurationInputError, Curator
+
+NO_LM = {"edit": {"enabled": False}, "score": {"lm_fallback": False}}
+
+
+@pytest.fixture(scope="module")
+def curator(embedder) -> Curator:  # type: ignore[no-untyped-def]
+    return Curator(CurationConfig.from_dict(NO_LM), embedder=embedder)
+
+
+def scored(samples: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
+    """Each sample with a generator log-prob: mean token log-prob in [-6, -1], 20 tokens."""
+    rng = np.random.default_rng(seed)
+    return [{**s, "logprob": float(rng.uniform(-6, -1)) * 20, "tokens": 20} for s in samples]
+
+
+def test_edges_are_the_least_confident_of_their_cluster(
+    curator: Curator, fortunes: list[dict]
+) -> None:
+    batch = scored(fortunes[:600])
+    result, _ = curator.curate(batch, 150)
+    assert result.scores["source"] == "generator"
+    conf = {s["id"]: s["logprob"] / s["tokens"] for s in batch}
+    for c in result.clusters:
+        edges = [conf[d.id] for d in result.decisions if d.cluster == c.cluster
+                 and d.role == "edge"]
+        passed_over = [conf[d.id] for d in result.decisions if d.cluster == c.cluster
+                       and d.reason == "not_selected"]
+        if edges and passed_over:  # taken least confident first
+            assert max(edges) <= min(passed_over)
+    edges = [conf[d.id] for d in result.decisions if d.role == "edge"]
+    centers = [conf[d.id] for d in result.decisions if d.role == "center"]
+    others = [conf[d.id] for d in result.decisions if not d.selected]
+    assert len(edges) > len(centers) > 0  # the default leans on edges
+    assert np.mean(edges) < np.mean(others) < np.mean(centers)
+
+
+def test_confidence_changes_the_selection(curator: Curator, fortunes: list[dict]) -> None:
+    plain, _ = curator.curate(fortunes[:400], 100)
+    with_scores, _ = curator.curate(scored(fortunes[:400]), 100)
+    assert plain.scores["source"] == "none"
+    picked = lambda r: {d.id for d in r.decisions if d.selected}  # noqa: E731
+    assert len(picked(plain) ^ picked(with_scores)) > 40
+
+
+def test_near_duplicates_are_dropped_from_centers_and_edges_alike(
+    curator: Curator, fortunes: list[dict]
+) -> None:
+    base = scored(fortunes[:200])
+    # Copies of the 20 least confident texts: each would be the first edge of its cluster.
+    worst = sorted(base, key=lambda s: s["logprob"])[:20]
+    copies = [{**s, "id": f"{s['id']}-copy", "logprob": s["logprob"] - 1} for s in worst]
+    result, _ = curator.curate(base + copies, 120)
+    by_id = {d.id: d for d in result.decisions}
+    for original, copy in zip(worst, copies, strict=True):
+        pair = (by_id[original["id"]], by_id[copy["id"]])
+        assert sum(d.selected for d in pair) <= 1
+        assert any(d.reason == "near_duplicate" for d in pair)
+
+
+def test_implausible_texts_are_rejected_with_the_cut_reported(
+    curator: Curator, fortunes: list[dict]
+) -> None:
+    batch = scored(fortunes[:300])
+    batch[7] = {**batch[7], "logprob": -60.0 * 20}  # far below the round's own distribution
+    result, _ = curator.curate(batch, 280)
+    decision = result.decisions[7]
+    assert decision.reason == "implausible" and not decision.selected
+    assert result.scores["implausible_below"] < -6.0
+    assert result.rejected["implausible"] == 1
+
+
+def test_quotas_steer_the_mix_toward_the_reference(curator: Curator, fortunes: list[dict]
+                                                    ) -> None:
+    reference, pool = fortunes[:800], fortunes[800:2000]
+    first, _ = curator.curate(pool, 100, reference=reference)
+    by_cluster: dict[int, list[dict]] = {}
+    for d, s in zip(first.decisions, pool, strict=True):
+        by_cluster.setdefault(d.cluster, []).append(s)
+    # Candidates skewed: the two largest clusters are tripled by near-paraphrases.
+    big = sorted(by_cluster, key=lambda c: -len(by_cluster[c]))[:2]
+    skewed = list(pool) + [{"id": f"{s['id']}-v{v}", "text": f"{s['text']} ({v})"}
+                           for c in big for s in by_cluster[c] for v in range(2)]
+    matched, _ = Curator(CurationConfig.from_dict(NO_LM), embedder=curator.embedder).curate(
+        skewed, 200, reference=reference)
+    flat, _ = Curator(CurationConfig.from_dict({**NO_LM, "allocation": {"eta": 0.0}}),
+                      embedder=curator.embedder).curate(skewed, 200, reference=reference)
+
+    def distance_to_reference(result: Any) -> float:
+        ref = np.array([c.reference_share for c in result.clusters])
+        sel = np.array([c.quota for c in result.clusters], dtype=float)
+        return float(np.abs(sel / sel.sum() - ref).sum() / 2)  # total variation
+
+    cand = np.array([c.share for c in matched.clusters])
+    ref = np.array([c.reference_share for c in matched.clusters])
+    assert distance_to_reference(matched) < 0.5 * float(np.abs(cand - ref).sum() / 2)
+    assert distance_to_reference(matched) < distance_to_reference(flat)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"logprob": float("nan"), "tokens": 3}, r"sample 1 \(id 'b'\): 'logprob' must be a "
+                                                 r"finite number <= 0, got nan"),
+        ({"logprob": 0.5, "tokens": 3}, r"sample 1 \(id 'b'\): 'logprob' must be <= 0"),
+        ({"logprob": -3.0, "tokens": 0}, r"sample 1 \(id 'b'\): 'tokens' must be an integer >= 1"),
+        ({"logprob": -3.0}, r"'logprob' and 'tokens' go together; 'tokens' is missing"),
+        ({"tokens": 3}, r"'logprob' and 'tokens' go together; 'logprob' is missing"),
+        ({"token_logprobs": [-1.0, -2.0], "logprob": -3.0, "tokens": 3},
+         r"'token_logprobs' has 2 values but 'tokens' is 3"),
+        ({"token_logprobs": [-1.0, -2.0], "logprob": -5.0, "tokens": 2},
+         r"'logprob' is -5.0 but 'token_logprobs' sum to -3"),
+        ({"token_logprobs": [-1.0, 0.2]}, r"'token_logprobs\[1\]' must be <= 0"),
+        ({"token_logprobs": []}, r"'token_logprobs' must be a non-empty list"),
+        ({"token_logprobs": "abc"}, r"'token_logprobs' must be a non-empty list"),
+    ],
+)
+def test_bad_generator_scores_name_the_sample_and_field(
+    curator: Curator, fields: dict[str, Any], message: str
+) -> None:
+    batch = [{"id": "a", "text": "A first sample text."},
+             {"id": "b", "text": "A second sample text.", **fields}]
+    with pytest.raises(CurationInputError, match=message):
+        curator.curate(batch, 1)
+
+
+def test_token_logprobs_alone_are_enough(curator: Curator, fortunes: list[dict]) -> None:
+    batch = [{**s, "token_logprobs": [-1.0 - (i % 5)] * 4} for i, s in enumerate(fortunes[:60])]
+    result, _ = curator.curate(batch, 20)
+    assert result.scores["source"] == "generator" and result.selected == 20
