@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from curation.types import CurationInputError
+from curation.types import CurationInputError, generator_confidence
 
 
 def read_samples(path: Path) -> list[dict[str, Any]]:
@@ -40,6 +40,7 @@ def read_samples(path: Path) -> list[dict[str, Any]]:
             raise CurationInputError(
                 f"{where}: duplicate id {item['id']!r} (first on line {first_line[item['id']]})"
             )
+        generator_confidence(item, where)  # bad log-probs are named by their line here
         first_line[item["id"]] = number
         samples.append(item)
     if not samples:

@@ -155,11 +155,18 @@ class RoundOut(BaseModel):
     budget: int
     selected: int
     samples: list[SampleDecisionOut]
+    replay: list[SampleDecisionOut] = Field(
+        default_factory=list,
+        description="Reference exemplars of lost clusters (role 'replay'; `replay.fraction`).")
     clusters: list[dict[str, Any]] = Field(description="Per cluster, with 'edge_ratio' and why.")
     feedback_signal: dict[str, float]
     health: dict[str, Any]
     edit_stats: dict[str, Any]
     rejected: dict[str, int]
+    scores: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Where confidence came from ('generator', 'lm' or 'none') and the "
+                    "'implausible_below' cut.")
     timings: dict[str, float]
 
 

@@ -144,6 +144,24 @@ class AllocationConfig:
 
 
 @dataclass(frozen=True)
+class ReplayConfig:
+    """Reference exemplars of lost clusters, up to ``fraction`` of the budget (0: off)."""
+
+    fraction: float = 0.0
+    lost_share: float = 0.25  # lost: candidate share below this times the reference share
+
+    def __post_init__(self) -> None:
+        _require(
+            "replay",
+            [
+                ("fraction", _num(self.fraction) and 0 <= self.fraction <= 0.5, "in [0, 0.5]"),
+                ("lost_share", _num(self.lost_share) and 0 < self.lost_share <= 1, "in (0, 1]"),
+            ],
+            self,
+        )
+
+
+@dataclass(frozen=True)
 class QualityConfig:
     """Degenerate-text rules (all samples) and edge-only checks."""
 
@@ -319,6 +337,7 @@ class CurationConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     ratio: RatioConfig = field(default_factory=RatioConfig)
     allocation: AllocationConfig = field(default_factory=AllocationConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     edit: EditConfig = field(default_factory=EditConfig)

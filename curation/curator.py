@@ -26,6 +26,7 @@ from curation.lm import CausalLM, load_causal_lm
 from curation.measure import ClusterStats, measure_clusters, near_duplicate_mask
 from curation.quality import degenerate_reason, implausible_cut, outlier_cuts
 from curation.ratio import EdgeRatioPolicy, feedback_signal, validate_feedback
+from curation.replay import Replay
 from curation.select import ClusterPool, select_all
 from curation.state import RunState
 from curation.types import (
@@ -147,9 +148,15 @@ class Curator:
             for c, s in enumerate(stats)
         ]
         scores = {"source": scorer.source_, "implausible_below": None}
+        replay = Replay(self.config.replay.fraction, self.config.replay.lost_share, seed).plan(
+            budget,
+            np.array([s.share for s in stats]),
+            np.array([s.reference_share for s in stats]),
+            ref_labels,
+        )
         pools, taken = self._select(
-            labels, distances, confidence, duplicates, el, stats, decisions, budget, bool(refs),
-            scores,
+            labels, distances, confidence, duplicates, el, stats, decisions,
+            budget - len(replay.rows), bool(refs), scores,
         )
         timings["select"] = _lap(clock) - sum(timings.values())
 
@@ -184,7 +191,7 @@ class Curator:
         timings["total"] = _lap(clock)
 
         clusters = [
-            _cluster_report(c, s, d, pools[c], int(taken[c]))
+            _cluster_report(c, s, d, pools[c], int(taken[c]), int(replay.per_cluster[c]))
             for c, (s, d) in enumerate(zip(stats, decisions, strict=True))
         ]
         new_state = self._advance(state, centroids, stats, decisions, metrics, entry)
@@ -202,6 +209,14 @@ class Curator:
             health=health,
             edit_stats=_edit_stats(edited),
             scores=scores,
+            replay=[
+                SampleDecision(
+                    id=ref.samples[ref.eligible[i]].id, selected=True, role="replay",
+                    cluster=int(ref_labels[i]), distance=round(float(1.0 - ref_sims[i]), 6),
+                    text=ref.samples[ref.eligible[i]].text, edits=[], reason=None,
+                )
+                for i in replay.rows
+            ],
             rejected=rejected,
             timings={k_: round(v, 4) for k_, v in timings.items()},
         )
@@ -387,7 +402,7 @@ def _decisions(
 
 
 def _cluster_report(
-    c: int, s: ClusterStats, d: RatioDecision, pool: ClusterPool, taken: int
+    c: int, s: ClusterStats, d: RatioDecision, pool: ClusterPool, taken: int, replayed: int
 ) -> ClusterReport:
     return ClusterReport(
         cluster=c,
@@ -403,6 +418,7 @@ def _cluster_report(
         selected_center=len(pool.centers),
         selected_edge=len(pool.edges),
         edge_ratio=d,
+        replayed=replayed,
     )
 
 

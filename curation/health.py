@@ -199,11 +199,15 @@ def round_health(
         "distinct_1": distinct_n(selected_texts, 1),
         "distinct_2": distinct_n(selected_texts, 2),
         "compression_ratio": compression_ratio(selected_texts),
-        "mmd_to_reference": None,
+        "mmd_to_reference": None,  # the candidates'
+        "selected_mmd_to_reference": None,  # the selection's: the quotas should bring it closer
         "reference_coverage": None,
     }
-    if reference_embeddings is not None and min(len(embeddings), len(reference_embeddings)) >= 2:
-        metrics["mmd_to_reference"] = mmd(embeddings, reference_embeddings, config.mmd_sample, seed)
+    if reference_embeddings is not None and len(reference_embeddings) >= 2:
+        for key, rows in (("mmd_to_reference", embeddings),
+                          ("selected_mmd_to_reference", selected_embeddings)):
+            if len(rows) >= 2:
+                metrics[key] = mmd(rows, reference_embeddings, config.mmd_sample, seed)
     if reference_labels is not None and len(reference_labels) == 0:
         reference_labels = None  # an empty reference has no clusters to cover
     if reference_labels is not None:

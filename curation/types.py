@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Role = Literal["center", "edge"]
+Role = Literal["center", "edge", "replay"]
 # A long call's progress, 0..1, reported between its batches (a stop point for the service).
 FractionDone = Callable[[float], None]
 
@@ -179,6 +179,7 @@ class ClusterReport:
     selected_center: int
     selected_edge: int
     edge_ratio: RatioDecision
+    replayed: int = 0  # reference exemplars returned for this (lost) cluster
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -218,6 +219,8 @@ class RoundResult:
     timings: dict[str, float]
     # Where confidence came from ("generator", "lm" or "none") and the implausibility cut.
     scores: dict[str, Any] = field(default_factory=dict)
+    # Reference exemplars of lost clusters (role "replay"), part of the budget.
+    replay: list[SampleDecision] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -225,6 +228,7 @@ class RoundResult:
             "budget": self.budget,
             "selected": self.selected,
             "samples": [d.to_dict() for d in self.decisions],
+            "replay": [d.to_dict() for d in self.replay],
             "clusters": [c.to_dict() for c in self.clusters],
             "feedback_signal": self.feedback_signal,
             "health": self.health,

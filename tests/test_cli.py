@@ -82,6 +82,14 @@ def test_successive_rounds_through_a_state_file(tmp_path: Path, fortunes: list[d
             "line 2: duplicate id 'a' (first on line 1)",
         ),
         ("", "no samples (the file is empty)"),
+        ('{"id": "a", "text": "one text", "logprob": NaN, "tokens": 3}\n',
+         "line 1: 'logprob' must be a finite number <= 0, got nan"),
+        ('{"id": "a", "text": "one text", "logprob": 2.5, "tokens": 3}\n',
+         "line 1: 'logprob' must be <= 0 (a log-probability), got 2.5"),
+        ('{"id": "a", "text": "one text", "logprob": -2.5, "tokens": 0}\n',
+         "line 1: 'tokens' must be an integer >= 1, got 0"),
+        ('{"id": "a", "text": "one text", "token_logprobs": [-1.0], "tokens": 2, '
+         '"logprob": -1.0}\n', "line 1: 'token_logprobs' has 1 values but 'tokens' is 2"),
     ],
 )
 def test_bad_input_exits_non_zero_naming_the_line_and_writes_nothing(

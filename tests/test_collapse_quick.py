@@ -18,10 +18,11 @@ import pytest
 
 from bench.collapse.__main__ import main
 from bench.collapse.config import QUICK, STRATEGIES, BenchConfig
-from bench.collapse.data import split_corpus
+from bench.collapse.data import load_corpus, split_corpus
 from bench.collapse.report import METRICS
+from bench.collapse.strategies import FEEDBACK_METRICS
 from bench.collapse.textmetrics import CategoryLabeler
-from bench.corpora import Fortune
+from bench.corpora import LEXNAMES, Fortune
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "fortunes-sample.jsonl"
@@ -78,9 +79,22 @@ def test_split_is_stratified_and_the_tail_is_the_smallest_quarter() -> None:
     assert split.tail == ["tiny"]
 
 
-def test_default_run_covers_every_strategy() -> None:
+def test_default_run_covers_the_baselines_and_every_fast_ablation() -> None:
     cfg = BenchConfig()
-    assert cfg.strategies == STRATEGIES and cfg.seeds >= 3 and cfg.generations >= 5
+    assert set(STRATEGIES) - set(cfg.strategies) == {"ppl_low", "dces_no_logprobs", "dces_replay"}
+    assert cfg.seeds >= 3 and cfg.generations >= 5
+
+
+def test_dces_never_sees_the_ground_truth() -> None:
+    """No metric computed from the benchmark's category labels is sent as feedback."""
+    assert not {"kl_to_real", "tail_mass", "tail_coverage"} & set(FEEDBACK_METRICS)
+
+
+def test_wordnet_glosses_come_with_their_lexicographer_file() -> None:
+    glosses = load_corpus("wordnet")
+    assert len(glosses) > 100_000
+    assert len({g.category for g in glosses}) == 45
+    assert all(g.text and g.category in LEXNAMES for g in glosses[:1000])
 
 
 def _finite(value: object) -> bool:
@@ -99,7 +113,8 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
     cfg = results["config"]
     assert cfg["regimes"] == ["replace"] and cfg["generations"] == QUICK.generations
     runs = results["runs"]
-    assert sorted(r["strategy"] for r in runs) == sorted(STRATEGIES)
+    assert sorted(r["strategy"] for r in runs) == sorted(QUICK.strategies)
+    assert results["setup"]["corpus"] == str(SAMPLE)
     for run in runs:
         gens = run["generations"]
         assert [g["generation"] for g in gens] == list(range(QUICK.generations + 1))
@@ -118,7 +133,9 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
             health = run["service"]["health"]
             assert len(health["rounds"]) == QUICK.generations
         if run["strategy"] == "dces_static":
-            assert all(r["mean_edge_ratio"] == pytest.approx(0.5) for r in rounds)
+            assert all(r["mean_edge_ratio"] == pytest.approx(0.8) for r in rounds)
+        if run["strategy"].startswith("dces"):
+            assert all(r["scores"]["source"] == "generator" for r in rounds)
         if run["strategy"] == "dces_no_edit":
             assert all(r["edit_stats"]["tokens"] == 0 for r in rounds)
     markdown = (tmp_path / "q.md").read_text()

@@ -140,3 +140,33 @@ def test_token_logprobs_alone_are_enough(curator: Curator, fortunes: list[dict])
     batch = [{**s, "token_logprobs": [-1.0 - (i % 5)] * 4} for i, s in enumerate(fortunes[:60])]
     result, _ = curator.curate(batch, 20)
     assert result.scores["source"] == "generator" and result.selected == 20
+
+
+def test_replay_returns_reference_exemplars_of_lost_clusters_only(
+    curator: Curator, fortunes: list[dict]
+) -> None:
+    reference, pool = fortunes[:800], fortunes[800:1500]
+    first, state = curator.curate(pool, 100, reference=reference)
+    by_cluster: dict[int, list[dict]] = {}
+    for d, s in zip(first.decisions, pool, strict=True):
+        by_cluster.setdefault(d.cluster, []).append(s)
+    lost = sorted(by_cluster, key=lambda c: -len(by_cluster[c]))[:3]  # big modes, all gone
+    shrunk = [s for c, members in by_cluster.items() if c not in lost for s in members]
+    config = CurationConfig.from_dict({**NO_LM, "replay": {"fraction": 0.1}})
+    replaying = Curator(config, embedder=curator.embedder)
+    result, _ = replaying.curate(shrunk, 100, state=state, reference=reference)
+    assert 0 < len(result.replay) <= 10
+    assert result.selected + len(result.replay) == 100
+    reference_ids = {r["id"] for r in reference}
+    assert all(d.role == "replay" and d.id in reference_ids for d in result.replay)
+    assert {d.cluster for d in result.replay} <= set(lost)
+    assert sum(c.replayed for c in result.clusters) == len(result.replay)
+    off, _ = curator.curate(shrunk, 100, state=state, reference=reference)
+    assert off.replay == [] and off.selected == 100
+    none_lost, _ = replaying.curate(pool, 100, state=state, reference=reference)
+    assert len(none_lost.replay) <= 2  # nothing much is missing: replay stays (almost) idle
+
+
+def test_replay_fraction_is_bounded() -> None:
+    with pytest.raises(ValueError, match=r"config.replay.fraction: must be in \[0, 0.5\]"):
+        CurationConfig.from_dict({"replay": {"fraction": 0.9}})

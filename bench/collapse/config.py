@@ -19,9 +19,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 STRATEGIES = ("random", "ppl_low", "ppl_high", "semdedup", "dces", "dces_no_edit",
-              "dces_static", "dces_no_match", "dces_no_logprobs")
+              "dces_static", "dces_no_match", "dces_no_logprobs", "dces_replay")
 # The default run: every baseline but `ppl_low` (it collapses in two generations every time,
-# bench/results/collapse.md), DCES and its ablations but the slow `dces_no_logprobs`.
+# bench/results/collapse.md), DCES and its ablations but the slow `dces_no_logprobs` and
+# `dces_replay` (which is about the `anchor` regime).
 DEFAULT_STRATEGIES = ("random", "ppl_high", "semdedup", "dces", "dces_no_edit", "dces_static",
                       "dces_no_match")
 REGIMES = ("replace", "anchor", "accumulate")
@@ -35,7 +36,10 @@ DCES_STRATEGIES: dict[str, dict[str, Any]] = {
     "dces_static": {"ratio": {"static": 0.8}},  # the default r0, never moved
     "dces_no_match": {"allocation": {"eta": 0.0}},  # quotas by share**tau, reference ignored
     "dces_no_logprobs": {},
+    # Its real share comes from replay of lost modes, not from random real data (under `anchor`).
+    "dces_replay": {"replay": {"fraction": 0.1}},
 }
+REPLAY_STRATEGIES = {"dces_replay"}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from transformers import GPT2LMHeadModel
 
-from bench.collapse.config import STRATEGIES, BenchConfig
+from bench.collapse.config import REPLAY_STRATEGIES, STRATEGIES, BenchConfig
 from bench.collapse.heldout import score
 from bench.collapse.model import copy_model, load_model, new_model, train
 from bench.collapse.sampling import sample
@@ -113,13 +113,14 @@ def run_gen0(shared: Shared, seed: int, embed: Embed, progress: Progress) -> Gen
     return Gen0(seed, model_dir, record, texts, ids)
 
 
-def training_docs(shared: Shared, regime: str, selected: list[str], kept: list[str],
-                  seed: int, generation: int) -> tuple[list[str], int]:
-    """The next generation's training texts under ``regime`` and how many of them are real."""
-    if regime == "replace":
+def training_docs(shared: Shared, regime: str, strategy: str, selected: list[str],
+                  kept: list[str], seed: int, generation: int) -> tuple[list[str], int]:
+    """The next generation's training texts under ``regime`` and how many of them are real
+    (a replaying strategy brings its own real data: it is counted in its selection)."""
+    if regime == "replace" or (regime == "anchor" and strategy in REPLAY_STRATEGIES):
         return selected, 0
     if regime == "anchor":
-        n_real = shared.cfg.budget - selection_budget(shared.cfg, regime)
+        n_real = shared.cfg.budget - selection_budget(shared.cfg, regime, strategy)
         rng = np.random.default_rng(task_seed("anchor", seed, generation))
         real = [shared.train_texts[i] for i in rng.choice(len(shared.train_texts), n_real,
                                                           replace=False)]
@@ -129,9 +130,10 @@ def training_docs(shared: Shared, regime: str, selected: list[str], kept: list[s
     raise ValueError(f"regime: unknown {regime!r}")
 
 
-def selection_budget(cfg: BenchConfig, regime: str) -> int:
-    """Synthetic samples a strategy keeps per generation (under `anchor` the rest is real)."""
-    if regime == "anchor":
+def selection_budget(cfg: BenchConfig, regime: str, strategy: str) -> int:
+    """Samples a strategy keeps per generation (under `anchor` the rest is random real data,
+    unless the strategy replays real data itself)."""
+    if regime == "anchor" and strategy not in REPLAY_STRATEGIES:
         return cfg.budget - round(cfg.anchor_fraction * cfg.budget)
     return cfg.budget
 
@@ -152,13 +154,13 @@ def run_chain(shared: Shared, regime: str, seed: int, strategy_name: str, gen0: 
     metrics: dict[str, Any] = gen0.record
     records = [gen0.record]
     kept: list[str] = []  # every synthetic sample selected so far (for `accumulate`)
-    budget = selection_budget(cfg, regime)
+    budget = selection_budget(cfg, regime, strategy_name)
     for g in range(1, cfg.generations + 1):
         clock = Stopwatch()
         chosen = strategy.select(pool, budget, g - 1, metrics)
         clock.lap("select")
         kept += chosen.texts
-        texts, n_real = training_docs(shared, regime, chosen.texts, kept, seed, g)
+        texts, n_real = training_docs(shared, regime, strategy_name, chosen.texts, kept, seed, g)
         model = copy_model(model)
         fit = train(model, shared.tokenizer.encode(texts), cfg.gen_tokens, cfg.batch_size,
                     cfg.gen_lr, task_seed("train", regime, seed, g))

@@ -174,6 +174,7 @@ class DCESStrategy(Strategy):
             self.run_id, samples, budget, feedback=body_feedback,
             idempotency_key=f"{self.run_id}-{round_index}")
         texts = [s["text"] for s in result["samples"] if s["selected"]]
+        texts += [s["text"] for s in result.get("replay", [])]  # real exemplars of lost modes
         return Selection(texts, round_summary(result))
 
     def finish(self, metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -199,6 +200,7 @@ def round_summary(result: Mapping[str, Any]) -> dict[str, Any]:
         "selected": result["selected"],
         "selected_center": sum(c["selected_center"] for c in clusters),
         "selected_edge": sum(c["selected_edge"] for c in clusters),
+        "replayed": len(result.get("replay", [])),
         "mean_edge_ratio": sum(c["edge_ratio"]["ratio"] * c["quota"] for c in clusters) / quota,
         "feedback_signal": result["feedback_signal"],
         "edit_stats": result["edit_stats"],

@@ -99,6 +99,9 @@ def test_run_lifecycle(http: httpx.Client, problem: Callable[..., Any]) -> None:
     ({"edit": {"enabled": "yes"}}, "config.edit.enabled"),
     ({"cluster": {"k": 2.5}}, "config.cluster.k"),
     ({"embed": {"dtype": "fp8"}}, "config.embed.dtype"),
+    ({"edit": {"threshold": 1.5}}, "config.edit.threshold"),
+    ({"edit": {"top_k": 0}}, "config.edit.top_k"),
+    ({"score": {"lm_fallback": "maybe"}}, "config.score.lm_fallback"),
 ])
 def test_bad_config_is_422_naming_the_key(http: httpx.Client, problem: Callable[..., Any],
                                           config: dict[str, Any], field: str) -> None:
@@ -149,6 +152,47 @@ def test_errors_name_field_and_limit(http: httpx.Client, fortunes: list[dict[str
     problem(http.post(f"/v1/runs/{run}/feedback", content=b'{"metrics": {"loss": NaN}}',
                       headers={"content-type": "application/json"}), 422, "metrics.loss")
     problem(http.post("/v1/runs/run_nope/rounds", json={"samples": few, "budget": 1}), 404)
+    problem(http.post("/v1/runs", content=b'{"config": {"edit": {"threshold": NaN}}}',
+                      headers={"content-type": "application/json"}), 422, "config.edit.threshold")
+
+
+@pytest.mark.parametrize(("scores", "field", "message"), [
+    ({"logprob": 0.5, "tokens": 3}, "samples[1]", "'logprob' must be <= 0"),
+    ({"logprob": -3.0, "tokens": 0}, "samples[1].tokens", "greater than or equal to 1"),
+    ({"logprob": -3.0}, "samples[1]", "'tokens' is missing"),
+    ({"token_logprobs": [-1.0, -2.0], "tokens": 3, "logprob": -3.0}, "samples[1]",
+     "'token_logprobs' has 2 values but 'tokens' is 3"),
+])
+def test_bad_generator_scores_are_422_naming_the_sample(
+        http: httpx.Client, fortunes: list[dict[str, Any]], problem: Callable[..., Any],
+        scores: dict[str, Any], field: str, message: str) -> None:
+    run = new_run(http)
+    samples = [fortunes[0], {**fortunes[1], **scores}]
+    for path, body in ((f"/v1/runs/{run}/rounds", {"samples": samples, "budget": 1}),
+                       ("/v1/curate", {"samples": samples, "budget": 1})):
+        problem(http.post(path, json=body), 422, field, message)
+    upload = http.post(f"/v1/runs/{run}/uploads").json()["id"]
+    problem(http.put(f"/v1/runs/{run}/uploads/{upload}/parts/1", json={"samples": samples}),
+            422, field, message)
+    assert http.get(f"/v1/runs/{run}/rounds").json()["rounds"] == []
+    nan = (b'{"budget": 1, "samples": [{"id": "a", "text": "some text here", "logprob": NaN, '
+           b'"tokens": 2}]}')
+    problem(http.post(f"/v1/runs/{run}/rounds", content=nan,
+                      headers={"content-type": "application/json"}), 422, "samples[0]",
+            "finite number")
+
+
+def test_generator_scores_steer_the_round(http: httpx.Client,
+                                          fortunes: list[dict[str, Any]]) -> None:
+    run = new_run(http)
+    samples = [{**f, "logprob": -float(i % 7 + 1) * 10, "tokens": 10}
+               for i, f in enumerate(fortunes[:80])]
+    result = http.post(f"/v1/runs/{run}/rounds", json={"samples": samples, "budget": 20}).json()
+    assert result["scores"]["source"] == "generator"
+    confidence = {s["id"]: s["logprob"] / s["tokens"] for s in samples}
+    edges = [confidence[s["id"]] for s in result["samples"] if s["role"] == "edge"]
+    passed = [confidence[s["id"]] for s in result["samples"] if s["reason"] == "not_selected"]
+    assert edges and passed and sum(edges) / len(edges) < sum(passed) / len(passed)
 
 
 def test_body_limit_is_413_without_reading_the_body(http: httpx.Client,
