@@ -53,12 +53,30 @@ def resolve_config(settings: Settings, overrides: dict[str, Any]) -> CurationCon
         name, _, message = str(exc).partition(": ")
         raise InvalidInput(str(exc), errors=[{"field": name, "message": message}]) from exc
     try:
-        return _CONFIG.validate_json(json.dumps(merged.to_dict()), strict=True)
+        config = _CONFIG.validate_json(json.dumps(merged.to_dict()), strict=True)
     except ValidationError as exc:
         errors = [{"field": ".".join(["config", *map(str, e["loc"])]), "message": e["msg"]}
                   for e in exc.errors()]
         raise InvalidInput("; ".join(f"{e['field']}: {e['message']}" for e in errors),
                            errors=errors) from exc
+    _check_models(settings, config)
+    return config
+
+
+def _check_models(settings: Settings, config: CurationConfig) -> None:
+    """A model name is a path or hub id the server would open, and a failed load's message
+    describes the server's files: a run may name only the server's own models, those of
+    ``allowed_models``, or any with ``allow_any_model``."""
+    if settings.allow_any_model:
+        return
+    checks = (("config.embed.model", config.embed.model, settings.embedding_model),
+              ("config.edit.model", config.edit.model, settings.lm_model))
+    for field, given, default in checks:
+        allowed = [default, *settings.allowed_models]
+        if given not in allowed:
+            names = ", ".join("null (bundled)" if m is None else json.dumps(m) for m in allowed)
+            message = f"not an allowed model (allowed: {names})"
+            raise InvalidInput(f"{field}: {message}", errors=[{"field": field, "message": message}])
 
 
 class EngineModels:

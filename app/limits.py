@@ -2,22 +2,30 @@
 
 The body guard refuses a declared ``Content-Length`` over the limit before reading a byte, and
 counts a streamed (chunked) body as it arrives, so no request can make the service buffer more
-than ``max_body_bytes``.
+than ``max_body_bytes``. It also tracks the body's JSON nesting as it arrives, so that no parser
+recurses deeper than ``MAX_JSON_DEPTH``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from itertools import islice
 from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.problems import PROBLEM_MEDIA_TYPE, LimitExceeded
+from app.problems import InvalidInput, LimitExceeded, send_problem
 from app.settings import Settings
 from curation.types import CurationInputError
+
+MAX_JSON_DEPTH = 64  # arrays and objects inside each other; real bodies use fewer than 10
+_STRING_REST = rb'[^"\\]*(?:\\.[^"\\]*)*'  # up to a string's closing quote or a lone \
+_STRING_TAIL = re.compile(_STRING_REST, re.DOTALL)
+_STRINGS = re.compile(rb'"' + _STRING_REST + rb'"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 class BodyTooLarge(HTTPException):
@@ -26,6 +34,55 @@ class BodyTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request body exceeds max_body_bytes = {limit} bytes; "
                               "split the request (the client does this from /info)")
+        self.errors = [{"field": "body", "message": self.detail, "limit": limit}]
+
+
+class BodyTooDeep(HTTPException):
+    """Raised from ``receive`` once the body nests deeper than the limit, before it is parsed."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(400, f"request body: JSON nested deeper than max_json_depth = {limit}")
+        self.errors = [{"field": "body", "message": "nested too deep", "limit": limit}]
+
+
+class JsonDepth:
+    """The nesting depth of a JSON text fed in chunks; brackets inside strings do not count."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.depth = 0
+        self.in_string = False
+        self.escaped = False  # the last chunk ended on a backslash inside a string
+
+    def feed(self, chunk: bytes) -> bool:
+        """False once the text has nested deeper than the limit."""
+        pos, end = 0, len(chunk)
+        if self.escaped and chunk:
+            pos, self.escaped = 1, False
+        if self.in_string:
+            tail = _STRING_TAIL.match(chunk, pos)
+            assert tail is not None  # it matches the empty string
+            pos = tail.end()
+            if pos == end:
+                return True
+            if chunk[pos] == ord("\\"):  # the chunk's last byte: it escapes the next one
+                self.escaped = True
+                return True
+            self.in_string, pos = False, pos + 1
+        # Complete strings go; a quote left over opens a string that the chunk cuts off.
+        rest = _STRINGS.sub(b"", chunk[pos:])
+        cut = rest.find(b'"')
+        if cut >= 0:
+            rest, self.in_string = rest[:cut], True
+            self.escaped = (end - len(chunk.rstrip(b"\\"))) % 2 == 1
+        for byte in rest.translate(None, _NOT_BRACKETS):
+            if byte in b"[{":
+                self.depth += 1
+                if self.depth > self.limit:
+                    return False
+            else:
+                self.depth -= 1
+        return True
 
 
 class BodyLimitMiddleware:
@@ -41,18 +98,22 @@ class BodyLimitMiddleware:
             return
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, send)
+            await send_problem(BodyTooLarge(self.max_bytes), scope, send)
             return
         received = 0
         started = False
+        depth = JsonDepth(MAX_JSON_DEPTH)
 
         async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > self.max_bytes:
                     raise BodyTooLarge(self.max_bytes)
+                if not depth.feed(chunk):
+                    raise BodyTooDeep(MAX_JSON_DEPTH)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -62,35 +123,15 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
+        except BodyTooLarge as exc:
             if started:
                 raise
-            await self._refuse(scope, send)
-
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        exc = BodyTooLarge(self.max_bytes)
-        body = json.dumps({
-            "type": "urn:dces:problem:payload-too-large",
-            "title": "Request body too large",
-            "status": 413,
-            "detail": exc.detail,
-            "instance": scope.get("path", ""),
-            "errors": [{"field": "body", "message": exc.detail, "limit": self.max_bytes}],
-        }).encode()
-        await send({
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        })
-        await send({"type": "http.response.body", "body": body})
+            await send_problem(exc, scope, send)
 
 
 def check_samples(samples: Sequence[Any], settings: Settings, field: str = "samples") -> None:
-    """Count, ids and texts of a batch against the settings; the 422 names each offender."""
+    """Count, ids, texts and extra fields of a batch against the settings; the 422 names each
+    offender."""
     limit = settings.max_samples_per_request
     if len(samples) > limit:
         raise LimitExceeded(
@@ -104,6 +145,7 @@ def check_samples(samples: Sequence[Any], settings: Settings, field: str = "samp
             problem = _unstorable(getattr(sample, name))
             if problem:
                 errors.append({"field": f"{field}[{i}].{name}", "message": problem})
+        errors.extend(islice(_unstorable_strings(sample.model_extra or {}, f"{field}[{i}]"), 20))
         if len(sample.id) > settings.max_id_chars:
             errors.append({
                 "field": f"{field}[{i}].id",
@@ -119,13 +161,23 @@ def check_samples(samples: Sequence[Any], settings: Settings, field: str = "samp
         if len(errors) >= 20:
             break
     if errors:
-        first = errors[0]
-        bound = f" = {first['limit']}" if "limit" in first else ""
-        raise LimitExceeded(
-            f"{first['field']}: {first['message']}{bound}"
-            + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
-            errors=errors,
-        )
+        raise LimitExceeded(_summary(errors), errors=errors)
+
+
+def check_strings(value: Any, field: str) -> None:
+    """A 422 naming each string nested in ``value`` (a run's config, a state, an upload id)
+    that cannot be stored or sent back: keys included, since errors and stored JSON repeat them.
+    Typed string fields (ids, names, metric names) are refused by pydantic already."""
+    errors = list(islice(_unstorable_strings(value, field), 20))
+    if errors:
+        raise InvalidInput(_summary(errors), errors=errors)
+
+
+def _summary(errors: Sequence[Mapping[str, Any]]) -> str:
+    first = errors[0]
+    bound = f" = {first['limit']}" if "limit" in first else ""
+    return (f"{first['field']}: {first['message']}{bound}"
+            + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
 
 
 def check_unique_ids(samples: Sequence[Any], field: str = "samples") -> None:
@@ -157,3 +209,21 @@ def _unstorable(value: str) -> str | None:
     except UnicodeEncodeError:
         return "contains a lone surrogate (not valid Unicode text)"
     return None
+
+
+def _unstorable_strings(value: Any, field: str) -> Iterator[dict[str, str]]:
+    """Each string nested in ``value``, keys included, that :func:`_unstorable` refuses, as an
+    error naming its field (a bad key names the object holding it: the key itself can't be
+    quoted). Bodies nest at most ``MAX_JSON_DEPTH`` deep, which bounds the recursion."""
+    if isinstance(value, str):
+        if problem := _unstorable(value):
+            yield {"field": field, "message": problem}
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if problem := _unstorable(key):
+                yield {"field": field, "message": f"a key {problem}"}
+            else:
+                yield from _unstorable_strings(item, f"{field}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _unstorable_strings(item, f"{field}[{i}]")

@@ -23,7 +23,7 @@ from app.limits import BodyLimitMiddleware
 from app.metrics import Metrics
 from app.observe import RequestObserver
 from app.problems import install_problem_handlers
-from app.services import Services, require_token
+from app.services import BearerAuthMiddleware, Services, require_token
 from app.settings import Settings
 from app.storage import RunStore
 from app.worker import ModelWorker
@@ -81,8 +81,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_ops.router)
     if settings.fault_injection:
         app.post("/debug/crash-worker", include_in_schema=False)(routes_ops.crash_worker)
+        app.post("/debug/raise-error", include_in_schema=False)(routes_ops.raise_error)
     for module in (routes_runs, routes_rounds, routes_jobs, routes_curate):
         app.include_router(module.router, dependencies=[Depends(require_token)])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.api_token is not None:  # outside the body limit: a stranger learns no limit
+        app.add_middleware(BearerAuthMiddleware, token=settings.api_token)
     app.add_middleware(RequestObserver, metrics=services.metrics)
     return app

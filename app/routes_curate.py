@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 
 from app.engine import resolve_config
 from app.jobs import stateless_task
-from app.limits import check_metrics, check_samples, check_unique_ids
+from app.limits import check_metrics, check_samples, check_strings, check_unique_ids
 from app.schemas import CurateIn, CurateOut
 from app.services import Svc
 from curation import RunState
@@ -31,6 +31,8 @@ async def curate(body: CurateIn, svc: Svc, request: Request) -> dict[str, Any]:
     check_samples(body.reference, svc.settings, "reference")
     check_unique_ids(body.reference, "reference")
     check_metrics(body.feedback, svc.settings, "feedback")
+    check_strings(body.config, "config")
+    check_strings(body.state, "state")
     config = resolve_config(svc.settings, body.config)
     if body.state is not None:
         RunState.from_dict(body.state)  # 422 now rather than a failed task

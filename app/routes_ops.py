@@ -59,6 +59,12 @@ def metrics(svc: Svc) -> Response:
     return Response(body, media_type=content_type)
 
 
+def raise_error() -> None:
+    """Fault injection (DCES_FAULT_INJECTION=true only): an unexpected error, so tests can see
+    what a client gets from the catch-all 500."""
+    raise RuntimeError("injected fault")
+
+
 def crash_worker(svc: Svc) -> dict[str, str]:
     """Fault injection (DCES_FAULT_INJECTION=true only): end the worker thread."""
     svc.worker.crash()

@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from app.job_storage import content_hash
-from app.limits import check_metrics, check_samples, check_unique_ids
+from app.limits import check_metrics, check_samples, check_strings, check_unique_ids
 from app.problems import PROBLEM_MEDIA_TYPE, Conflict
 from app.schemas import (
     MAX_INT,
@@ -59,6 +59,7 @@ async def post_round(run_id: str, body: RoundIn, svc: Svc, idempotency_key: Idem
         check_unique_ids(body.samples)
         samples = [s.to_engine() for s in body.samples]
     check_metrics(body.feedback, svc.settings, "feedback")
+    check_strings(body.upload, "upload")
     if body.upload is not None:  # by content, so a re-sent upload matches the first one
         source: Any = await run_in_threadpool(svc.jobs.upload_digest, run_id, body.upload)
     else:

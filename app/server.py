@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import uvicorn
 from pydantic import ValidationError
+from sqlalchemy import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.logs import configure_logging
 from app.settings import Settings
@@ -46,14 +48,17 @@ def serve(settings_overrides: dict[str, Any] | None = None) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from app.db_models import SchemaVersionError
     from app.main import create_app
+    from app.problems import ProblemH11Protocol
 
     try:
         app = create_app(settings)
     except SchemaVersionError as exc:
         _refuse(str(exc))
+    except (OSError, SQLAlchemyError) as exc:
+        _refuse(database_problem(settings, exc))
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, workers=1, lifespan="on",
-        log_config=None, access_log=False, log_level=settings.log_level,
+        http=ProblemH11Protocol, log_config=None, access_log=False, log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5)
     DrainingServer(config, app.state.services.worker, settings.shutdown_grace_s).run()
 
@@ -65,6 +70,17 @@ def settings_problems(exc: ValidationError) -> str:
         name = "_".join(str(part) for part in error["loc"]).upper()
         lines.append(f"DCES_{name}: {error['msg']}" if name else error["msg"])
     return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def database_problem(settings: Settings, exc: OSError | SQLAlchemyError) -> str:
+    """One line: which database could not be opened (data dir, or URL without its password)
+    and the driver's reason (e.g. a read-only or missing directory)."""
+    if settings.database_url:
+        where = "at DCES_DATABASE_URL=" + make_url(settings.database_url).render_as_string()
+    else:
+        where = f"in DCES_DATA_DIR={settings.data_dir.resolve()}"
+    reason = exc.orig if isinstance(exc, DBAPIError) else exc
+    return f"cannot open the database {where}: {' '.join(str(reason).split())}"
 
 
 def _refuse(message: str) -> NoReturn:

@@ -12,12 +12,15 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.db_models import Database
 from app.job_storage import JobStore
 from app.jobs import RoundRunner
 from app.metrics import Metrics
-from app.problems import Unauthorized
+from app.problems import Unauthorized, send_problem
 from app.settings import Settings
 from app.storage import RunStore
 from app.worker import ModelWorker
@@ -46,11 +49,35 @@ _bearer = HTTPBearer(auto_error=False, description="Set when the server has DCES
 def require_token(
     svc: Svc, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
-    """Every /v1 route: with DCES_API_TOKEN set, 'Authorization: Bearer <token>' must match."""
+    """Every /v1 route: with DCES_API_TOKEN set, 'Authorization: Bearer <token>' must match.
+    :class:`BearerAuthMiddleware` checks it first; this declares the scheme in /docs."""
     expected = svc.settings.api_token
-    if expected is None:
-        return
-    given = credentials.credentials if credentials is not None else ""
-    if not secrets.compare_digest(given.encode(), expected.get_secret_value().encode()):
-        raise Unauthorized("missing or wrong bearer token: send 'Authorization: Bearer <token>' "
-                           "with the server's DCES_API_TOKEN")
+    if expected is not None and not _token_matches(
+            credentials.credentials if credentials is not None else "", expected):
+        raise _unauthorized()
+
+
+class BearerAuthMiddleware:
+    """Refuses a /v1 request without the bearer token (401) before its body is read: an
+    unauthenticated caller must not make the service receive and parse megabytes."""
+
+    def __init__(self, app: ASGIApp, token: SecretStr) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (scope["path"] + "/").startswith("/v1/"):
+            scheme, _, given = Headers(scope=scope).get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not _token_matches(given, self.token):
+                await send_problem(_unauthorized(), scope, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _token_matches(given: str, expected: SecretStr) -> bool:
+    return secrets.compare_digest(given.encode(), expected.get_secret_value().encode())
+
+
+def _unauthorized() -> Unauthorized:
+    return Unauthorized("missing or wrong bearer token: send 'Authorization: Bearer <token>' "
+                        "with the server's DCES_API_TOKEN")

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     embedding_dtype: Literal["auto", "bf16", "fp32"] = "auto"
     lm_model: str | None = Field(
         default=None, description="None: the bundled SmolLM2-135M-Instruct.")
+    allowed_models: list[str] = Field(
+        default_factory=list,
+        description="Models a run's config may name (embed.model, edit.model) besides the two "
+                    "above; a JSON list. A model name is a path or hub id the server opens.")
+    allow_any_model: bool = Field(
+        default=False, description="Let a run's config name any model (trusted callers only).")
     preload_lm: bool = Field(
         default=True, description="Load the editing LM at startup, not on first use.")
     max_loaded_models: int = Field(default=2, ge=1, description="Per kind (embedder, LM), LRU.")
@@ -81,7 +87,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
     fault_injection: bool = Field(
-        default=False, description="Expose POST /debug/crash-worker (readiness tests only).",
+        default=False,
+        description="Expose POST /debug/crash-worker and /debug/raise-error (tests only).",
     )
 
     @model_validator(mode="after")
