@@ -7,7 +7,25 @@ from typing import Annotated, Any
 
 import typer
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+from app import __version__
+
+# Plain (click) help: the rich help labels every flag `<bool>`, as if it took a value.
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dces {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.",
+    )] = False,
+) -> None:
+    """Options of `dces` itself (a typer callback is where they go); it has nothing to do."""
 
 
 @cli.command()
@@ -28,14 +46,21 @@ def curate(
     config: Annotated[
         Path | None, typer.Option(help="JSON object of curation config overrides")
     ] = None,
-    no_edit: Annotated[bool, typer.Option("--no-edit", help="Skip token editing")] = False,
+    edit: Annotated[bool | None, typer.Option(
+        "--edit/--no-edit", show_default="on, or edit.enabled of --config",
+        help="Token-edit the selected center samples",
+    )] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: config's)")] = None,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress lines on stderr (one per stage, at most one a second)",
+    )] = False,
 ) -> None:
     """Curate one round of INPUT; repeated calls with the same --state run successive rounds."""
     from app.curate_command import run_curate
 
     try:
-        run_curate(input, budget, reference, state, feedback, output, report, config, no_edit, seed)
+        run_curate(input, budget, reference, state, feedback, output, report, config, edit, seed,
+                   quiet)
     except ValueError as exc:  # CurationInputError and config errors
         typer.echo(f"dces curate: error: {exc}", err=True)
         raise typer.Exit(2) from exc

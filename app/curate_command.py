@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
+from typing import TextIO
+
+from transformers.utils import logging as hf_logging
 
 from app.jsonl import AtomicFiles, read_json, read_samples
 from curation import CurationConfig, CurationInputError, Curator, RunState
@@ -19,10 +23,12 @@ def run_curate(
     output: Path | None,
     report: Path | None,
     config_path: Path | None,
-    no_edit: bool,
+    edit: bool | None,
     seed: int | None,
+    quiet: bool,
 ) -> None:
-    """Validate every input first, curate, then write all outputs atomically."""
+    """Validate every input first, curate, then write all outputs atomically. ``edit`` None
+    leaves token editing to the config."""
     if budget < 1:
         raise CurationInputError(f"--budget: must be >= 1, got {budget}")
     samples = read_samples(input)
@@ -33,12 +39,16 @@ def run_curate(
     metrics = read_json(feedback, "--feedback") if feedback else None
     overrides = read_json(config_path, "--config") if config_path else {}
     config = CurationConfig.from_dict(overrides)
-    if no_edit:
-        config = config.with_overrides({"edit": {"enabled": False}})
+    if edit is not None:
+        config = config.with_overrides({"edit": {"enabled": edit}})
     if seed is not None:
         config = config.with_overrides({"seed": seed})
 
-    result, new_state = Curator(config).curate(samples, budget, state, refs, metrics)
+    # The stage lines are the command's progress: the library's bars (model loading) would
+    # break them up, and would make --quiet noisy.
+    hf_logging.disable_progress_bar()
+    progress = None if quiet else StageLines(sys.stderr)
+    result, new_state = Curator(config).curate(samples, budget, state, refs, metrics, progress)
 
     extras = {str(s["id"]): s for s in samples}
     lines = []
@@ -64,3 +74,21 @@ def run_curate(
         f"dces curate: {summary}, edit rate {result.edit_stats.edit_rate:.2f}/100 tokens",
         file=sys.stderr,
     )
+
+
+class StageLines:
+    """The round's progress on stderr, so a long round is visibly alive: a line when a stage
+    (embed, cluster, select, edit, health, done) starts, then at most one every ``every_s`` s."""
+
+    def __init__(self, stream: TextIO, every_s: float = 1.0) -> None:
+        self.stream = stream
+        self.every_s = every_s
+        self.stage: str | None = None
+        self.printed_at = 0.0
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        now = time.monotonic()
+        if stage == self.stage and now - self.printed_at < self.every_s:
+            return
+        self.stage, self.printed_at = stage, now
+        print(f"dces curate: {stage} {fraction:.0%}", file=self.stream, flush=True)

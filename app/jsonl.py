@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -57,14 +58,25 @@ def read_json(path: Path, what: str) -> Any:
 
 class AtomicFiles:
     """Stage several files, then move them all into place: either every file is written or
-    none is touched (a crash leaves only temp files beside the targets)."""
+    none is touched (a crash leaves only temp files beside the targets).
+
+    A file gets the mode a plain ``open(target, "w")`` would give it (an existing target's, else
+    ``0o666 & ~umask``), not the temp file's private 0o600."""
 
     def __init__(self) -> None:
         self._staged: list[tuple[str, Path]] = []
+        umask = os.umask(0)  # the only way to read it; set straight back
+        os.umask(umask)
+        self._new_mode = 0o666 & ~umask
 
     def stage(self, target: Path, lines: Iterable[str]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            mode = stat.S_IMODE(target.stat().st_mode)
+        except FileNotFoundError:
+            mode = self._new_mode
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             for line in lines:
                 fh.write(line)

@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI
 
 from app import __version__, routes_curate, routes_jobs, routes_ops, routes_rounds, routes_runs
 from app.db_models import Database
+from app.docs import install_docs
 from app.engine import EngineModels
 from app.job_storage import JobStore
 from app.jobs import RoundRunner
@@ -75,9 +76,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services.db.close()
 
     app = FastAPI(title="DCES curation service", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.services = services
     install_problem_handlers(app)
+    install_docs(app)
     app.include_router(routes_ops.router)
     if settings.fault_injection:
         app.post("/debug/crash-worker", include_in_schema=False)(routes_ops.crash_worker)

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Response, status
+from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -31,6 +31,7 @@ from app.schemas import (
     RoundIn,
     RoundList,
     RoundOut,
+    SampleFilter,
     UploadOut,
 )
 from app.services import Services, Svc
@@ -149,9 +150,12 @@ def list_rounds(run_id: str, svc: Svc) -> dict[str, Any]:
 
 
 @router.get("/rounds/{n}", responses={200: {"model": RoundOut}})
-def get_round(run_id: str, n: Annotated[int, Path(ge=0, le=MAX_INT)], svc: Svc) -> Response:
-    """A committed round (0-based, as the engine counts) with every sample's decision."""
-    return Response(svc.runs.round_json(run_id, n), media_type="application/json")
+def get_round(run_id: str, n: Annotated[int, Path(ge=0, le=MAX_INT)], svc: Svc,
+              filters: Annotated[SampleFilter, Query()]) -> Response:
+    """A committed round (0-based, as the engine counts) with every sample's decision, or only
+    the samples that match the given filters (the rest of the round is unchanged)."""
+    return Response(svc.runs.round_json(run_id, n, filters.active()),
+                    media_type="application/json")
 
 
 @router.get("/clusters", response_model=ClustersOut)

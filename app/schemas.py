@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from curation.types import GENERATOR_FIELDS, generator_confidence
+from curation.types import GENERATOR_FIELDS, Role, generator_confidence
 
 MAX_INT = 2**31 - 1  # any integer that reaches the database fits every SQL INTEGER
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -141,6 +141,23 @@ class SampleDecisionOut(BaseModel):
     text: str = Field(description="The output text: edited for center samples.")
     edits: list[dict[str, Any]]
     reason: str | None = Field(description="Why not selected: a quality rule or 'not_selected'.")
+
+
+class SampleFilter(BaseModel):
+    """Query filters of ``GET /rounds/{n}``: they keep the ``samples`` whose fields equal every
+    given value. An unknown parameter is a 422, so a misspelt filter never returns everything."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cluster: int | None = Field(None, ge=0, le=MAX_INT, description="Only samples of this cluster.")
+    role: Role | None = Field(None, description="Only samples selected in this role.")
+    selected: bool | None = Field(None, description="Only selected (true) or unselected (false).")
+    reason: str | None = Field(None, min_length=1, max_length=64, description=(
+        "Only samples with this reason, e.g. 'not_selected', 'near_duplicate', 'too_short'."))
+
+    def active(self) -> dict[str, Any]:
+        """The filters that were given, as {field: value}; empty when none was."""
+        return self.model_dump(exclude_none=True)
 
 
 class RoundOut(BaseModel):

@@ -186,15 +186,21 @@ class RunStore:
             "alerts": json.loads(r.report_json).get("health", {}).get("alerts", []),
         } for r in rows]
 
-    def round_json(self, run_id: str, n: int) -> str:
-        """The stored round as JSON text, assembled without re-encoding the decision list."""
+    def round_json(self, run_id: str, n: int, match: Mapping[str, Any] | None = None) -> str:
+        """The stored round as JSON text, assembled without re-encoding the decision list; with
+        ``match`` ({field: value}), only the samples whose fields equal every value (parsed and
+        re-encoded, so only filtered reads pay for it)."""
         with self.db.read() as s:
             get_run_row(s, run_id)
             row = s.get(RoundRow, (run_id, n))
             if row is None:
                 raise NotFound(f"run {run_id!r} has no round {n}")
             head = dumps({**_round_meta(row), **json.loads(row.report_json)})
-            return f'{head[:-1]},"samples":{row.samples_json}}}'
+            samples = row.samples_json
+        if match:
+            samples = dumps([x for x in json.loads(samples)
+                             if all(x.get(k) == v for k, v in match.items())])
+        return f'{head[:-1]},"samples":{samples}}}'
 
     def latest_report(self, run_id: str) -> tuple[int, dict[str, Any]]:
         with self.db.read() as s:

@@ -49,24 +49,28 @@ MAX_PPL_RATIO = 1.5
 MIN_EDIT_RATE = 1.0
 
 
+def _setting(**values: object) -> EditConfig:
+    """An enabled editor with the absolute-threshold rule alone (no ``top_fraction`` cap), as
+    this grid was measured."""
+    return EditConfig(enabled=True, top_fraction=1.0, **values)  # type: ignore[arg-type]
+
+
 def grid() -> list[EditConfig]:
     """top_k and beta barely matter (the original, excluded, held > 90% of the mass), so they
     get three points; the threshold and whole_words are what move the edit rate and damage."""
     out = [
-        EditConfig(whole_words=True, threshold=t, top_k=k, beta=b)
+        _setting(whole_words=True, threshold=t, top_k=k, beta=b)
         for t in (0.8, 0.9, 0.95, 0.99)
         for k, b in ((4, 1.0), (8, 1.0), (8, 1.5))
     ]
-    out += [EditConfig(whole_words=False, threshold=t, beta=1.0) for t in (0.9, 0.95, 0.99)]
-    out.append(EditConfig(whole_words=True, threshold=0.9, exclude_original=False))
+    out += [_setting(whole_words=False, threshold=t, beta=1.0) for t in (0.9, 0.95, 0.99)]
+    out.append(_setting(whole_words=True, threshold=0.9, exclude_original=False))
     return out
 
 
 def lm_grid() -> list[EditConfig]:
-    out = [
-        EditConfig(whole_words=True, threshold=t, beta=1.0) for t in (0.8, 0.9, 0.95, 0.97, 0.99)
-    ]
-    return out + [EditConfig(whole_words=False, threshold=t, beta=1.0) for t in (0.9, 0.99)]
+    out = [_setting(whole_words=True, threshold=t, beta=1.0) for t in (0.8, 0.9, 0.95, 0.97, 0.99)]
+    return out + [_setting(whole_words=False, threshold=t, beta=1.0) for t in (0.9, 0.99)]
 
 
 def lm_written(lm: CausalLM, texts: list[str], seed: int) -> list[str]:

@@ -80,7 +80,8 @@ def bench_engine(samples: list[dict[str, Any]], pairs: int) -> dict[str, Any]:
 def bench_editor(samples: list[dict[str, Any]]) -> dict[str, Any]:
     embedder = load_embedder()
     lm = load_causal_lm()
-    config = CurationConfig.from_dict({"score": {"lm_fallback": False}})
+    config = CurationConfig.from_dict({"score": {"lm_fallback": False},
+                                       "edit": {"enabled": True}})
     curator = Curator(config, embedder=embedder, lm=lm)
     result, _ = curator.curate(samples, budget=len(samples) // 10)
     centers = [d for d in result.decisions if d.role == "center"]

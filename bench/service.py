@@ -138,7 +138,7 @@ def main() -> None:
     report = summarise({
         "benchmark": "one round through HTTP + DCESClient vs Curator.curate in-process",
         "samples": args.n, "budget": args.budget, "reference": args.reference,
-        "config": "server defaults (editing and perplexity filter on)",
+        "config": "server defaults (LM scoring of texts sent without log-probs; editing off)",
         "machine": {**host, "load_average_at_end": os.getloadavg()}, "pairs": pairs,
     })
     RESULTS.mkdir(exist_ok=True)

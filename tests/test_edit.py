@@ -20,8 +20,9 @@ from curation.types import CurationInputError, Edit
 TEXT = "The quick brown fox jumps over the lazy dog while the farmer sleeps."
 LONG = "It is a truth universally acknowledged that a single man must be in want of a wife. " * 8
 # Every token of a random LM qualifies.
-EVERY = EditConfig(threshold=0.0, top_fraction=1.0, top_k=8, beta=1.0)
-PIECES = EditConfig(threshold=0.0, top_fraction=1.0, top_k=8, beta=1.0, whole_words=False)
+EVERY = EditConfig(enabled=True, threshold=0.0, top_fraction=1.0, top_k=8, beta=1.0)
+PIECES = EditConfig(enabled=True, threshold=0.0, top_fraction=1.0, top_k=8, beta=1.0,
+                    whole_words=False)
 
 
 def check_edits(original: str, edited: EditedText, whole_words: bool = True) -> None:
@@ -193,7 +194,7 @@ def test_real_lm_edits_fortunes_at_the_default_config(
     smollm2: CausalLM, fortunes: list[dict[str, str]]
 ) -> None:
     texts = [f["text"] for f in fortunes if len(f["text"]) < 200][:24]  # short: a fast test
-    config = EditConfig()
+    config = EditConfig(enabled=True)  # the other defaults, as a user who opts in gets them
     out = TokenEditor(smollm2, config).edit(texts, seed=0)
     for text, edited in zip(texts, out, strict=True):
         check_edits(text, edited)

@@ -57,7 +57,7 @@ def test_lm_scoring_and_editing_report_each_batch(tiny_lm: CausalLM) -> None:
     tiny_lm.score(texts, max_tokens=32, batch_size=4, progress=seen.append)
     assert seen == pytest.approx([0.4, 0.8, 1.0])
     seen.clear()
-    config = CurationConfig.from_dict({"edit": {"batch_size": 3}}).edit
+    config = CurationConfig.from_dict({"edit": {"enabled": True, "batch_size": 3}}).edit
     TokenEditor(tiny_lm, config).edit(texts, seed=0, progress=seen.append)
     assert seen == pytest.approx([0.3, 0.6, 0.9, 1.0])
 
@@ -65,7 +65,7 @@ def test_lm_scoring_and_editing_report_each_batch(tiny_lm: CausalLM) -> None:
 def test_a_round_reports_progress_inside_its_stages(
     embedder: Embedder, tiny_lm: CausalLM, fortunes: list[dict]
 ) -> None:
-    config = CurationConfig.from_dict({"edit": {"batch_size": 4}})
+    config = CurationConfig.from_dict({"edit": {"enabled": True, "batch_size": 4}})
     curator = Curator(config, embedder=_chunked(embedder, 50), lm=tiny_lm)
     reports: list[tuple[str, float]] = []
     curator.curate(fortunes[:300], 60, reference=fortunes[300:400],
@@ -77,5 +77,5 @@ def test_a_round_reports_progress_inside_its_stages(
         by_stage.setdefault(stage, []).append(fraction)
     assert list(by_stage) == ["embed", "cluster", "select", "edit", "health", "done"]
     assert len([f for f in by_stage["embed"] if 0 < f < 0.25]) >= 5  # 300 texts, chunks of 50
-    assert len(by_stage["select"]) > 1  # perplexity checks of edge candidates beat in batches
+    assert len(by_stage["select"]) > 1  # the LM scores texts sent without log-probs in batches
     assert len([f for f in by_stage["edit"] if 0.7 < f < 0.9]) >= 2

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 STRATEGIES = ("random", "ppl_low", "ppl_high", "semdedup", "dces", "dces_no_edit",
-              "dces_static", "dces_no_match", "dces_no_logprobs", "dces_replay")
+              "dces_static", "dces_no_match", "dces_no_logprobs", "dces_replay", "dces_edit")
 # The default run: every baseline but `ppl_low` (it collapses in two generations every time,
-# bench/results/collapse.md), DCES and its ablations but the slow `dces_no_logprobs` and
-# `dces_replay` (which is about the `anchor` regime).
-DEFAULT_STRATEGIES = ("random", "ppl_high", "semdedup", "dces", "dces_no_edit", "dces_static",
+# bench/results/collapse.md), DCES and its ablations but the slow `dces_no_logprobs`,
+# `dces_replay` (which is about the `anchor` regime) and `dces_no_edit` (editing is off by
+# default, so it is `dces`).
+DEFAULT_STRATEGIES = ("random", "ppl_high", "semdedup", "dces", "dces_edit", "dces_static",
                       "dces_no_match")
 REGIMES = ("replace", "anchor", "accumulate")
 # Generator log-probs are sent with every candidate, as a training job has them for free; the
@@ -32,7 +33,9 @@ NO_LOGPROBS = {"dces_no_logprobs"}
 DCES_STRATEGIES: dict[str, dict[str, Any]] = {
     # Curation config overrides of each DCES variant's run (everything else: engine defaults).
     "dces": {},
-    "dces_no_edit": {"edit": {"enabled": False}},
+    "dces_no_edit": {"edit": {"enabled": False}},  # the default since editing never helped
+    # The editor forced to fire: every center's 5% most confident whole words are resampled.
+    "dces_edit": {"edit": {"enabled": True, "threshold": 0.0}},
     "dces_static": {"ratio": {"static": 0.8}},  # the default r0, never moved
     "dces_no_match": {"allocation": {"eta": 0.0}},  # quotas by share**tau, reference ignored
     "dces_no_logprobs": {},

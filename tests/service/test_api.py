@@ -466,7 +466,8 @@ def metric_values(http: httpx.Client) -> dict[str, float]:
 
 def test_editing_with_the_real_lm(http: httpx.Client, fortunes: list[dict[str, Any]]) -> None:
     """The one test that loads SmolLM2: centers are edited, edges pass the perplexity filter."""
-    response = http.post("/v1/runs", json={"config": {"edit": {"threshold": 0.9}}})
+    response = http.post("/v1/runs", json={"config": {"edit": {"enabled": True,
+                                                               "threshold": 0.9}}})
     run = response.json()["id"]
     before = metric_values(http)
     result = http.post(f"/v1/runs/{run}/rounds", json={"samples": fortunes[600:700],

@@ -1,0 +1,148 @@
+"""Offline /docs and /redoc, and the sample filters of GET /rounds/{n}, on one real server.
+
+The server requires a token, so the same process also shows that the docs pages and their
+assets stay open while /v1 does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from html.parser import HTMLParser
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import NO_LM, DCESServer
+
+TOKEN = "docs-and-filters-token"
+ROUND_PATH = "/v1/runs/{run_id}/rounds/{n}"
+
+
+@pytest.fixture(scope="module")
+def server(start_server: Callable[..., DCESServer]) -> DCESServer:
+    return start_server(api_token=TOKEN)
+
+
+@pytest.fixture(scope="module")
+def http(server: DCESServer) -> Iterator[httpx.Client]:
+    with server.http() as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def anonymous(server: DCESServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def curated(http: httpx.Client, fortunes: list[dict[str, Any]]) -> tuple[str, httpx.Response]:
+    """(the round's URL, the POST's answer): 60 fortunes, budget 20."""
+    run = http.post("/v1/runs", json={"name": "filters", "config": NO_LM}).json()["id"]
+    posted = http.post(f"/v1/runs/{run}/rounds", json={"budget": 20, "samples": fortunes[:60]})
+    assert posted.status_code == 200, posted.text
+    return f"/v1/runs/{run}/rounds/{posted.json()['round']}", posted
+
+
+class AssetRefs(HTMLParser):
+    """Every ``<script src>`` and ``<link href>`` of a page, with the link's ``rel``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scripts: list[str] = []
+        self.links: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "script" and a.get("src"):
+            self.scripts.append(str(a["src"]))
+        elif tag == "link" and a.get("href"):
+            self.links.append((str(a.get("rel") or ""), str(a["href"])))
+
+
+@pytest.mark.parametrize(("page", "needs_css"), [("/docs", True), ("/redoc", False)])
+def test_docs_pages_load_every_asset_from_the_service_without_a_token(
+    anonymous: httpx.Client, page: str, needs_css: bool
+) -> None:
+    response = anonymous.get(page)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    refs = AssetRefs()
+    refs.feed(response.text)
+    urls = refs.scripts + [href for _, href in refs.links]
+    assert refs.scripts, response.text
+    assert any(rel == "stylesheet" for rel, _ in refs.links) == needs_css, refs.links
+    for url in urls:
+        assert url.startswith("/") and not url.startswith("//"), f"{page} loads {url} from afar"
+    expected = {url: "javascript" for url in refs.scripts}
+    expected.update({href: "css" if rel == "stylesheet" else "image/" for rel, href in refs.links})
+    for url, kind in expected.items():
+        asset = anonymous.get(url)
+        assert asset.status_code == 200, url
+        assert kind in asset.headers["content-type"], (url, asset.headers["content-type"])
+        assert len(asset.content) > (10_000 if kind != "image/" else 100), url
+    assert anonymous.get("/v1/runs").status_code == 401  # the token is required where it was
+
+
+def test_an_unknown_asset_is_a_problem_404(anonymous: httpx.Client,
+                                           problem: Callable[..., Any]) -> None:
+    problem(anonymous.get("/static/docs/nothing-here.js"), 404)
+
+
+def test_no_filter_answers_the_stored_round_unchanged(
+    http: httpx.Client, curated: tuple[str, httpx.Response]
+) -> None:
+    url, posted = curated
+    assert http.get(url).text == posted.text
+
+
+@pytest.mark.parametrize("query", [
+    {"cluster": 0}, {"selected": False}, {"selected": True}, {"cluster": 0, "selected": False},
+    {"role": "center"}, {"role": "edge"}, {"role": "replay"}, {"reason": "not_selected"},
+    {"reason": "no-such-reason"}, {"cluster": 1, "role": "edge", "selected": True},
+])
+def test_filters_keep_exactly_the_matching_samples(
+    http: httpx.Client, curated: tuple[str, httpx.Response], query: dict[str, Any]
+) -> None:
+    url, posted = curated
+    full = posted.json()
+    params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in query.items()}
+    response = http.get(url, params=params)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = [s for s in full["samples"] if all(s[k] == v for k, v in query.items())]
+    assert body["samples"] == expected
+    assert {k: v for k, v in body.items() if k != "samples"} == \
+        {k: v for k, v in full.items() if k != "samples"}
+
+
+def test_the_round_has_samples_for_the_filters_to_split(
+    curated: tuple[str, httpx.Response]
+) -> None:
+    """The round the filter tests read is not degenerate: every filter above can go wrong."""
+    samples = curated[1].json()["samples"]
+    assert len(samples) == 60 and sum(s["selected"] for s in samples) == 20
+    assert {s["role"] for s in samples} >= {"center", "edge", None}
+    assert len({s["cluster"] for s in samples}) > 1
+    assert any(s["reason"] == "not_selected" for s in samples)
+
+
+@pytest.mark.parametrize(("query", "parameter"), [
+    ("cluster=abc", "query.cluster"), ("cluster=-1", "query.cluster"),
+    ("role=middle", "query.role"), ("selected=maybe", "query.selected"),
+    ("reason=", "query.reason"), ("clutser=0", "query.clutser"),
+    ("cluster=0&selectd=false", "query.selectd"),
+])
+def test_a_bad_or_unknown_filter_is_a_422_naming_it(
+    http: httpx.Client, curated: tuple[str, httpx.Response], problem: Callable[..., Any],
+    query: str, parameter: str
+) -> None:
+    body = problem(http.get(f"{curated[0]}?{query}"), 422, parameter)
+    assert [e["field"] for e in body["errors"]] == [parameter]
+
+
+def test_filters_are_documented_in_openapi(anonymous: httpx.Client) -> None:
+    operation = anonymous.get("/openapi.json").json()["paths"][ROUND_PATH]["get"]
+    query = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+    assert set(query) == {"cluster", "role", "selected", "reason"}
+    assert all(p["description"] and not p["required"] for p in query.values())
