@@ -95,6 +95,25 @@ def trajectory_table(groups: dict[str, list[dict[str, Any]]], key: str) -> list[
     return lines
 
 
+def per_seed_table(groups: dict[str, list[dict[str, Any]]], key: str) -> list[str]:
+    """Final-generation ``key`` of every strategy in every seed: strategies of a seed share
+    generation 0 and their random streams, so a comparison is paired by seed. Each DCES row ends
+    with the seeds in which it is lower than every baseline in the run."""
+    seeds = sorted({c["seed"] for chains in groups.values() for c in chains})
+    final = {name: {c["seed"]: c["generations"][-1][key] for c in chains}
+             for name, chains in groups.items()}
+    baselines = [b for b in BASELINES if b in final and b != "ppl_low"]
+    lines = ["| strategy | " + " | ".join(f"seed {s}" for s in seeds)
+             + f" | lower than {', '.join(baselines)} in |", "|" + "---|" * (len(seeds) + 2)]
+    for name, values in final.items():
+        wins = "" if not name.startswith("dces") else (
+            f"{sum(all(values[s] < final[b][s] for b in baselines) for s in seeds)} of "
+            f"{len(seeds)} seeds")
+        lines.append(f"| {name} | " + " | ".join(f"{values[s]:.1f}" for s in seeds)
+                     + f" | {wins} |")
+    return lines
+
+
 def comparison(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Each DCES variant against each baseline, metric by metric, at the final generation."""
     lines = []
@@ -236,6 +255,8 @@ def markdown(results: dict[str, Any]) -> str:
         groups = by_strategy(results["runs"], regime)
         out += ["", f"## Regime `{regime}`: final generation, mean ± std over seeds", "",
                 *final_table(groups, results["real"]), "",
+                "### Final held-out perplexity by seed (paired)", "",
+                *per_seed_table(groups, "heldout_perplexity"), "",
                 "### Held-out perplexity by generation", "",
                 *trajectory_table(groups, "heldout_perplexity"), "",
                 "### Tail coverage by generation", "",
