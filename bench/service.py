@@ -39,10 +39,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.client import DCESClient
 from app.engine import EngineModels, base_config
 from app.settings import Settings
 from bench.corpora import load_fortunes
+from dces_client import DCESClient
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]

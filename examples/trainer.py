@@ -6,7 +6,8 @@ collapsing model's output narrows), asks DCES for a curated selection, "trains" 
 measures the word entropy of the selection, the number a real job would read from its model's
 generations), posts that as feedback for the next round, and prints the cluster health.
 
-Needs only ``app.client`` (httpx); start the service first, with or without a container:
+Needs only ``dces_client`` (``pip install ./client``: httpx); start the service first, with or
+without a container:
 
     dces serve &                                  # or: docker compose -f docker/compose.yaml up
     python examples/trainer.py --url http://127.0.0.1:8080
@@ -23,7 +24,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from app.client import DCESClient
+from dces_client import DCESClient
 
 DATA = Path(__file__).with_name("fortunes-sample.jsonl")
 

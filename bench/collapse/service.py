@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.client import DCESClient
+from dces_client import DCESClient
 
 READY_TIMEOUT_S = 300.0
 LOG_TAIL = 20

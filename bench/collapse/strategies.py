@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 from transformers import GPT2LMHeadModel
 
-from app.client import DCESClient
 from bench.collapse.config import DCES_STRATEGIES, NO_LOGPROBS
 from bench.collapse.heldout import TokenScores, score
 from curation.measure import near_duplicate_mask
+from dces_client import DCESClient
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 # The metrics a DCES run receives as feedback, renamed where the service knows them under

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.client import DCESClient
+from dces_client import DCESClient
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 180.0

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.client import DCESClient, DCESError
+from dces_client import DCESClient, DCESError
 
 from .conftest import NO_LM, REPO, DCESServer
 
@@ -69,7 +69,7 @@ def test_probes_info_and_openapi(http: httpx.Client) -> None:
 
 
 def test_client_imports_without_torch_or_engine() -> None:
-    code = ("import sys, app.client, app; "
+    code = ("import sys, dces_client, app; "
             "bad = [m for m in ('torch', 'curation', 'fastapi', 'sqlalchemy', 'numpy') "
             "if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)

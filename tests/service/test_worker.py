@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.client import DCESError
+from dces_client import DCESError
 
 from .conftest import NO_LM, DCESServer
 

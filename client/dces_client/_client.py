@@ -1,7 +1,7 @@
 """``DCESClient``: a small httpx client for the DCES service, for training jobs.
 
 Imports only httpx and the standard library (no torch, no engine), so it costs a training job
-nothing to import. It
+nothing to import and installs on its own (``pip install ./client``). It
 
 - retries connection errors, and 429/503 answers honouring ``Retry-After``, for up to
   ``retry_for`` seconds (a restarting sidecar is waited for, not reported as an error);
@@ -10,7 +10,8 @@ nothing to import. It
 - splits work by the limits ``/info`` reports. A round larger than one request goes to an
   *upload*: its parts are PUT one by one (each retry-safe), then ONE round is curated from the
   whole upload, so the run never sees several rounds for one call;
-- waits for 202 jobs by long-polling ``GET /v1/jobs/{id}?wait=``.
+- waits for 202 jobs by long-polling ``GET /v1/jobs/{id}?wait=``, reporting each poll's stage and
+  progress to an optional ``on_progress`` callback.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ import email.utils
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
 
 Sample = Mapping[str, Any]
+# Called with (stage, fraction) after each poll of a job, like the engine's progress callback; the
+# stage is the job's status ("queued") until the worker has started it.
+ProgressCallback = Callable[[str, float], None]
 RETRY_STATUSES = (429, 503)
 # The request never reached the service: always safe to send again.
 RETRY_ALWAYS: tuple[type[Exception], ...] = (
@@ -34,6 +38,8 @@ RETRY_ALWAYS: tuple[type[Exception], ...] = (
 RETRY_IF_SAFE: tuple[type[Exception], ...] = (
     httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError, httpx.ReadTimeout)
 BODY_MARGIN = 0.9  # fill request bodies to 90% of max_body_bytes (JSON framing, headers)
+LONG_POLL_S = 30.0  # a job poll returns when the job finishes, or after this long
+PROGRESS_POLL_S = 2.0  # ... or after this long when someone watches its progress
 
 
 class DCESError(Exception):
@@ -147,12 +153,14 @@ class DCESClient:
     def curate_round(self, run_id: str, samples: Sequence[Sample], budget: int, *,
                      feedback: Mapping[str, float] | None = None,
                      idempotency_key: str | None = None, wait: bool = True,
-                     timeout: float | None = None) -> dict[str, Any]:
+                     timeout: float | None = None,
+                     on_progress: ProgressCallback | None = None) -> dict[str, Any]:
         """Curate the run's next round from ``samples``; returns the round (or, with
         ``wait=False``, the job when the service answers 202).
 
         Pass your own ``idempotency_key`` (e.g. f"{run}-{step}") to make a re-run of your
         training script after a crash safe: the service returns the round it already curated.
+        ``on_progress`` sees the job's stage and progress while a large round is curated.
         """
         key = idempotency_key or uuid.uuid4().hex
         body: dict[str, Any] = {"budget": budget}
@@ -181,7 +189,7 @@ class DCESClient:
                 return dict(job)
             try:
                 job = self.wait_job(job["id"], None if deadline is None
-                                    else max(0.0, deadline - time.monotonic()))
+                                    else max(0.0, deadline - time.monotonic()), on_progress)
             except DCESError as exc:
                 if exc.status < 500:
                     raise
@@ -223,12 +231,20 @@ class DCESClient:
         params = {k: v for k, v in {"run_id": run_id, "status": status}.items() if v is not None}
         return list(self._call("GET", "/v1/jobs", params=params, safe=True)["jobs"])
 
-    def wait_job(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
-        """Long-poll until the job succeeds; a failed job raises :class:`DCESError`."""
+    def wait_job(self, job_id: str, timeout: float | None = None,
+                 on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Long-poll until the job succeeds; a failed job raises :class:`DCESError`.
+
+        ``on_progress(stage, fraction)`` is called after every poll; with it, polls return at
+        least every ``PROGRESS_POLL_S`` so that the progress it sees is fresh.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        poll_s = LONG_POLL_S if on_progress is None else PROGRESS_POLL_S
         while True:
-            remaining = 30.0 if deadline is None else min(30.0, deadline - time.monotonic())
+            remaining = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
             job = self.get_job(job_id, wait=max(0.0, remaining))
+            if on_progress is not None:
+                on_progress(job["stage"] or job["status"], float(job["progress"]))
             if job["status"] == "succeeded":
                 return job
             if job["status"] == "failed":
