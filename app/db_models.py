@@ -9,6 +9,12 @@ SQLite runs in WAL mode (readers never wait for the model worker's commit) with
 transactions start with ``BEGIN IMMEDIATE`` so that two writers queue on the busy timeout instead of
 failing on a stale snapshot.
 
+PostgreSQL runs write transactions concurrently (READ COMMITTED), so every write that reads a
+row's state and then changes it or what hangs off it (an upload's totals, a run's reference count
+and round number, a job's status) first locks that row with :data:`ROW_LOCK`: writers of the
+same run, upload or job queue there as they do on SQLite, and every check they make holds until
+they commit. Unique constraints stay as the last line, never as the mechanism.
+
 The file records its schema version (table ``dces_schema``): a DCES older than the file refuses
 to open it instead of failing later on a missing column. A database created before the version
 was recorded has the version-1 tables and is stamped 1.
@@ -43,6 +49,11 @@ def run_fk() -> ForeignKey:
 
 
 SCHEMA_VERSION = 1  # bump with every change to the tables, and migrate older files on open
+
+# ``with_for_update`` argument of a read-modify-write: SELECT ... FOR NO KEY UPDATE on PostgreSQL,
+# which queues other writers of the row but not inserts of rows referencing it (their foreign key
+# check takes a KEY SHARE lock); nothing on SQLite, whose write transactions queue anyway.
+ROW_LOCK: dict[str, Any] = {"key_share": True}
 
 
 class SchemaVersionError(RuntimeError):

@@ -5,6 +5,9 @@ upload, a chunked round is an upload the client filled part by part. So a job ca
 after a crash, and a chunked round is curated as ONE round of the run. The round's result, the
 run's new state, the job's success and the deletion of the staged samples commit together (the
 upload and its parts' hashes remain, so that a retried POST of the same upload still matches).
+
+Every read-modify-write locks its run, upload or job row first (:data:`app.db_models.ROW_LOCK`),
+so concurrent requests for the same one queue and each sees what the previous one committed.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db_models import (
+    ROW_LOCK,
     Database,
     FeedbackRow,
     JobRow,
@@ -80,17 +83,19 @@ class JobStore:
 
     def delete_upload(self, run_id: str, upload_id: str) -> None:
         with self.db.write() as s:
-            row = self._upload_row(s, run_id, upload_id)
+            row = self._upload_row(s, run_id, upload_id, lock=True)
             if row.status != "open":
                 raise Conflict(f"upload {upload_id!r} belongs to a submitted round job")
             s.delete(row)
 
     def put_part(self, run_id: str, upload_id: str, part: int,
                  samples: Sequence[Mapping[str, Any]], max_round: int) -> dict[str, Any]:
-        """Store part ``part``; the same part again with the same samples is a no-op (a retry)."""
+        """Store part ``part``; the same part again with the same samples is a no-op (a retry).
+        The upload stays locked until the commit: parts sent in parallel queue, so each adds to
+        the totals the previous one left and checks its ids against the parts stored before."""
         digest = content_hash(list(samples))
         with self.db.write() as s:
-            upload = self._upload_row(s, run_id, upload_id)
+            upload = self._upload_row(s, run_id, upload_id, lock=True)
             existing = s.get(UploadPartRow, (upload_id, part))
             if existing is not None:
                 if existing.sha256 != digest:
@@ -143,39 +148,34 @@ class JobStore:
         feedback: dict[str, float] | None, *,
         samples: Sequence[Mapping[str, Any]] | None = None, upload_id: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """A queued job with its input stored; with ``key`` already used, that job and False."""
-        try:
-            with self.db.write() as s:
-                get_run_row(s, run_id)
-                if key is not None:
-                    found = s.scalar(select(JobRow).where(JobRow.run_id == run_id,
-                                                          JobRow.idempotency_key == key))
-                    if found is not None:
-                        return _job(found), False
-                if samples is not None:
-                    upload_id, count = self._inline_upload(s, run_id, samples), len(samples)
-                else:
-                    assert upload_id is not None
-                    count = self._submit_upload(s, run_id, upload_id)
-                row = JobRow(
-                    id=new_id("job"), kind="round", run_id=run_id, status="queued",
-                    progress=0.0, upload_id=upload_id, samples=count, budget=budget,
-                    feedback_json=dumps(feedback) if feedback is not None else None,
-                    idempotency_key=key, request_hash=request_hash, attempts=0,
-                    created_at=now_iso())
-                s.add(row)
-            return _job(row), True
-        except IntegrityError:
-            # A concurrent request with the same key won the insert: answer with its job.
-            found_job = self.find_job(run_id, key) if key is not None else None
-            if found_job is None:
-                raise
-            return found_job, False
+        """A queued job with its input stored; with ``key`` already used, that job and False.
+        The run is locked before the key is looked up, so of concurrent requests with one key
+        the first creates the job and the others find it."""
+        with self.db.write() as s:
+            get_run_row(s, run_id, lock=True)
+            if key is not None:
+                found = s.scalar(select(JobRow).where(JobRow.run_id == run_id,
+                                                      JobRow.idempotency_key == key))
+                if found is not None:
+                    return _job(found), False
+            if samples is not None:
+                upload_id, count = self._inline_upload(s, run_id, samples), len(samples)
+            else:
+                assert upload_id is not None
+                count = self._submit_upload(s, run_id, upload_id)
+            row = JobRow(
+                id=new_id("job"), kind="round", run_id=run_id, status="queued",
+                progress=0.0, upload_id=upload_id, samples=count, budget=budget,
+                feedback_json=dumps(feedback) if feedback is not None else None,
+                idempotency_key=key, request_hash=request_hash, attempts=0,
+                created_at=now_iso())
+            s.add(row)
+        return _job(row), True
 
     def retry_job(self, job_id: str, samples: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
         """Queue a job that failed for a server-side reason again (an idempotent retry)."""
         with self.db.write() as s:
-            row = self._job_row(s, job_id)
+            row = self._job_row(s, job_id, lock=True)
             if row.status != "failed":
                 return _job(row)
             if row.upload_id is None or self._sample_count(s, row.upload_id) == 0:
@@ -191,7 +191,7 @@ class JobStore:
     def start_job(self, job_id: str) -> RoundInput | None:
         """Mark a queued job running and read its input; None when it is no longer queued."""
         with self.db.write() as s:
-            job = s.get(JobRow, job_id)
+            job = s.get(JobRow, job_id, with_for_update=ROW_LOCK)
             if job is None or job.status != "queued" or job.run_id is None:
                 return None
             run = get_run_row(s, job.run_id)
@@ -214,7 +214,7 @@ class JobStore:
 
     def set_progress(self, job_id: str, stage: str, fraction: float) -> None:
         with self.db.write() as s:
-            job = s.get(JobRow, job_id)
+            job = s.get(JobRow, job_id, with_for_update=ROW_LOCK)
             if job is not None and job.status == "running":
                 job.stage, job.progress = stage, round(float(fraction), 4)
 
@@ -223,8 +223,8 @@ class JobStore:
         decisions = result.get("samples", [])
         report = {k: v for k, v in result.items() if k != "samples"}
         with self.db.write() as s:
-            run = get_run_row(s, inp.run_id)
-            job = self._job_row(s, inp.job_id)
+            run = get_run_row(s, inp.run_id, lock=True)
+            job = self._job_row(s, inp.job_id, lock=True)
             if run.rounds != inp.round or job.status != "running":
                 raise Conflict(f"run {inp.run_id} moved on while job {inp.job_id} ran; "
                                "the round was not stored")
@@ -242,7 +242,7 @@ class JobStore:
 
     def finish_failed(self, job_id: str, error: dict[str, Any], note: str | None = None) -> None:
         with self.db.write() as s:
-            job = s.get(JobRow, job_id)
+            job = s.get(JobRow, job_id, with_for_update=ROW_LOCK)
             if job is not None and job.status in ACTIVE:
                 job.status, job.error_json, job.finished_at = "failed", dumps(error), now_iso()
                 job.note = note
@@ -250,7 +250,7 @@ class JobStore:
     def requeue(self, job_id: str, note: str) -> None:
         """Put an interrupted running job back in the queue (its input is still stored)."""
         with self.db.write() as s:
-            job = s.get(JobRow, job_id)
+            job = s.get(JobRow, job_id, with_for_update=ROW_LOCK)
             if job is not None and job.status == "running":
                 job.status, job.stage, job.progress, job.note = "queued", None, 0.0, note
 
@@ -276,8 +276,8 @@ class JobStore:
     # -- helpers --------------------------------------------------------------------------------
 
     @staticmethod
-    def _job_row(session: Session, job_id: str) -> JobRow:
-        row = session.get(JobRow, job_id)
+    def _job_row(session: Session, job_id: str, lock: bool = False) -> JobRow:
+        row = session.get(JobRow, job_id, with_for_update=ROW_LOCK if lock else None)
         if row is None:
             raise NotFound(f"job {job_id!r} does not exist")
         return row
@@ -288,9 +288,10 @@ class JobStore:
                               .where(UploadSampleRow.upload_id == upload_id)) or 0
 
     @staticmethod
-    def _upload_row(session: Session, run_id: str, upload_id: str) -> UploadRow:
+    def _upload_row(session: Session, run_id: str, upload_id: str, lock: bool = False
+                    ) -> UploadRow:
         get_run_row(session, run_id)
-        row = session.get(UploadRow, upload_id)
+        row = session.get(UploadRow, upload_id, with_for_update=ROW_LOCK if lock else None)
         if row is None or row.run_id != run_id:
             raise NotFound(f"run {run_id!r} has no upload {upload_id!r} (uploads expire when "
                            "not submitted)")
@@ -308,7 +309,7 @@ class JobStore:
         return row.id
 
     def _submit_upload(self, session: Session, run_id: str, upload_id: str) -> int:
-        upload = self._upload_row(session, run_id, upload_id)
+        upload = self._upload_row(session, run_id, upload_id, lock=True)
         if upload.status != "open":
             raise Conflict(f"upload {upload_id!r} was already submitted as a round "
                            "(use the same Idempotency-Key to get that round)")

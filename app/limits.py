@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.problems import InvalidInput, LimitExceeded, send_problem
@@ -165,12 +166,23 @@ def check_samples(samples: Sequence[Any], settings: Settings, field: str = "samp
 
 
 def check_strings(value: Any, field: str) -> None:
-    """A 422 naming each string nested in ``value`` (a run's config, a state, an upload id)
-    that cannot be stored or sent back: keys included, since errors and stored JSON repeat them.
-    Typed string fields (ids, names, metric names) are refused by pydantic already."""
+    """A 422 naming each string nested in ``value`` (a run's config, a state, an upload id, a
+    run's name) that cannot be stored or sent back: keys included, since errors and stored JSON
+    repeat them. Pydantic refuses a lone surrogate in a typed string field, but not a NUL."""
     errors = list(islice(_unstorable_strings(value, field), 20))
     if errors:
         raise InvalidInput(_summary(errors), errors=errors)
+
+
+async def check_params(request: Request) -> None:
+    """A 422 naming each path or query parameter that cannot be stored, before any route looks
+    it up: PostgreSQL text cannot hold a NUL, so a lookup by such an id would fail, not miss.
+    Fields are named as FastAPI names them (``path.run_id``, ``query.run_id``)."""
+    errors = list(_unstorable_strings(dict(request.path_params), "path"))
+    for key, value in request.query_params.multi_items():
+        errors.extend(_unstorable_strings({key: value}, "query"))
+    if errors:
+        raise InvalidInput(_summary(errors), errors=errors[:20])
 
 
 def _summary(errors: Sequence[Mapping[str, Any]]) -> str:

@@ -20,7 +20,7 @@ from app.docs import install_docs
 from app.engine import EngineModels
 from app.job_storage import JobStore
 from app.jobs import RoundRunner
-from app.limits import BodyLimitMiddleware
+from app.limits import BodyLimitMiddleware, check_params
 from app.metrics import Metrics
 from app.observe import RequestObserver
 from app.problems import install_problem_handlers
@@ -85,7 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.post("/debug/crash-worker", include_in_schema=False)(routes_ops.crash_worker)
         app.post("/debug/raise-error", include_in_schema=False)(routes_ops.raise_error)
     for module in (routes_runs, routes_rounds, routes_jobs, routes_curate):
-        app.include_router(module.router, dependencies=[Depends(require_token)])
+        app.include_router(module.router,
+                           dependencies=[Depends(require_token), Depends(check_params)])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.api_token is not None:  # outside the body limit: a stranger learns no limit
         app.add_middleware(BearerAuthMiddleware, token=settings.api_token)

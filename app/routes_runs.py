@@ -35,6 +35,7 @@ Offset = Annotated[int, Query(ge=0, le=MAX_INT)]
 def create_run(body: RunCreate, svc: Svc, response: Response) -> dict[str, Any]:
     """Create a run. ``config`` overrides are validated now: an unknown key or a wrong type is a
     422 naming it. The resolved config is stored, so later server upgrades do not change it."""
+    check_strings(body.name, "name")
     check_strings(body.config, "config")
     config = resolve_config(svc.settings, body.config)
     run = svc.runs.create_run(body.name, body.config, config.to_dict())

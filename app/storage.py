@@ -15,7 +15,16 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from app.db_models import Database, FeedbackRow, ReferenceRow, RoundRow, RunRow, new_id, now_iso
+from app.db_models import (
+    ROW_LOCK,
+    Database,
+    FeedbackRow,
+    ReferenceRow,
+    RoundRow,
+    RunRow,
+    new_id,
+    now_iso,
+)
 from app.problems import Conflict, InvalidInput, LimitExceeded, NotFound
 
 IN_CHUNK = 500  # ids per IN (...) clause, well under every database's parameter limit
@@ -39,8 +48,9 @@ def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]
         yield items[start:start + size]
 
 
-def get_run_row(session: Session, run_id: str) -> RunRow:
-    run = session.get(RunRow, run_id)
+def get_run_row(session: Session, run_id: str, lock: bool = False) -> RunRow:
+    """The run; ``lock`` holds its row until the transaction ends (see :data:`ROW_LOCK`)."""
+    run = session.get(RunRow, run_id, with_for_update=ROW_LOCK if lock else None)
     if run is None:
         raise NotFound(f"run {run_id!r} does not exist")
     return run
@@ -95,9 +105,11 @@ class RunStore:
     def add_reference(self, run_id: str, samples: Sequence[Mapping[str, Any]], max_total: int
                       ) -> tuple[int, int, int]:
         """Append; a sample already stored with the same id and text is a no-op (retries are
-        safe), the same id with another text is a 409. Returns (added, unchanged, total)."""
+        safe), the same id with another text is a 409. Returns (added, unchanged, total). The run
+        stays locked from the read of the stored samples to the commit, so concurrent appends
+        see each other's samples and the total's limit holds."""
         with self.db.write() as s:
-            get_run_row(s, run_id)
+            get_run_row(s, run_id, lock=True)
             stored: dict[str, str] = {}
             for part in chunks([x["id"] for x in samples]):
                 stored.update(s.execute(
@@ -141,9 +153,10 @@ class RunStore:
                      ) -> tuple[dict[str, Any], bool]:
         """Store the metrics of finished round ``round_n`` (default: the latest). They may change
         only until the next round is curated (then they have been used). Returns (feedback,
-        created)."""
+        created). The run is locked: identical posts find the first one's row, and no round is
+        committed between the check of ``run.rounds`` and the write."""
         with self.db.write() as s:
-            run = get_run_row(s, run_id)
+            run = get_run_row(s, run_id, lock=True)
             latest = run.rounds - 1
             n = latest if round_n is None else round_n
             if n < 0 or n > latest:

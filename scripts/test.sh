@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the test suite. `--slow` runs the slow scenarios only.
+# The PostgreSQL cases run on a throwaway server (scripts/postgres.sh), stopped on exit; set
+# DCES_TEST_DATABASE_URL to use a server of your own instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+select=()
 if [ "${1:-}" = "--slow" ]; then
   shift
-  exec .venv/bin/python -m pytest -m slow "$@"
+  select=(-m slow)
+else
+  .venv/bin/python -m ruff check .
+  .venv/bin/python -m mypy
 fi
-.venv/bin/python -m ruff check .
-.venv/bin/python -m mypy
-exec .venv/bin/python -m pytest "$@"
+if [ -z "${DCES_TEST_DATABASE_URL:-}" ]; then
+  pgdir=$(mktemp -d)
+  trap 'bash scripts/postgres.sh stop "$pgdir"' EXIT
+  DCES_TEST_DATABASE_URL=$(bash scripts/postgres.sh start "$pgdir")
+  export DCES_TEST_DATABASE_URL
+fi
+.venv/bin/python -m pytest "${select[@]}" "$@"

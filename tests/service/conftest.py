@@ -1,9 +1,14 @@
-"""Real `dces serve` processes for the service tests.
+"""Real `dces serve` processes for the service tests, on SQLite or on a real PostgreSQL.
 
 Every server is ``python -m app.server`` (what ``dces serve`` runs) on a free loopback port with
 its own data directory and SQLite file, started by :class:`DCESServer` and killed at teardown.
 Servers are module-scoped: a module starts one and shares it, because loading the models is the
 expensive part on a 2-core machine. The ``fortunes`` fixture (real text) is in tests/conftest.py.
+
+PostgreSQL: ``DCES_TEST_DATABASE_URL`` names a server's maintenance database (scripts/test.sh
+starts a throwaway server with scripts/postgres.sh and sets it); every user of
+:func:`postgres_database` gets a new database of its own there, dropped afterwards. Without the
+variable, the PostgreSQL cases of :data:`BACKENDS` are skipped and say why.
 """
 
 from __future__ import annotations
@@ -15,12 +20,16 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from sqlalchemy import make_url
 
 from dces_client import DCESClient
 
@@ -28,6 +37,41 @@ REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 180.0
 # Tests that do not test editing switch the LM off, so rounds only embed, cluster and select.
 NO_LM = {"edit": {"enabled": False}, "score": {"lm_fallback": False}}
+
+PG_URL = os.environ.get("DCES_TEST_DATABASE_URL", "")
+needs_postgres = pytest.mark.skipif(not PG_URL, reason=(
+    "needs PostgreSQL: DCES_TEST_DATABASE_URL is unset (bash scripts/test.sh starts one with "
+    "scripts/postgres.sh and sets it)"))
+# Parametrize a fixture with these to run its tests on both databases.
+BACKENDS = [pytest.param("sqlite"), pytest.param("postgresql", marks=needs_postgres)]
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty database on the test server, as a SQLAlchemy URL; dropped afterwards even
+    if a server still holds connections to it."""
+    admin = make_url(PG_URL)
+    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"dces_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(conninfo, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def database_settings(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Settings that put a module's server on each backend: none (its own SQLite file), then a
+    fresh PostgreSQL database. Request it before ``start_server``, so that the servers stop
+    before their database is dropped."""
+    if request.param == "sqlite":
+        yield {}
+    else:
+        with postgres_database() as url:
+            yield {"database_url": url}
 
 
 def free_port() -> int:
@@ -53,6 +97,10 @@ class DCESServer:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "dces.sqlite3"
+
+    @property
+    def database_url(self) -> str:
+        return str(self.settings.get("database_url") or f"sqlite:///{self.db_path}")
 
     def env(self) -> dict[str, str]:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",

@@ -1,12 +1,14 @@
-"""Storage on a real SQLite file: transactions, idempotency, feedback rules, staged uploads."""
+"""Storage on a real SQLite file and a real PostgreSQL database (a new one for every test):
+transactions, idempotency, feedback rules, staged uploads, the schema version."""
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from app.db_models import SCHEMA_VERSION, Database, SchemaVersionError
@@ -15,16 +17,47 @@ from app.problems import Conflict, InvalidInput, LimitExceeded, NotFound
 from app.storage import RunStore, dumps
 from curation.types import CurationInputError
 
+from .conftest import BACKENDS, postgres_database
+
 SAMPLES = [{"id": f"s{i}", "text": f"sample number {i} has some words", "tag": i}
            for i in range(6)]
+# Refuses a job's success inside the database, as a failing disk or constraint would.
+REFUSE_SUCCESS = {
+    "sqlite": ["CREATE TRIGGER refuse BEFORE UPDATE OF status ON jobs WHEN NEW.status = "
+               "'succeeded' BEGIN SELECT RAISE(ABORT, 'refused'); END"],
+    "postgresql": ["CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                   "RAISE EXCEPTION 'refused' USING ERRCODE = 'integrity_constraint_violation'; "
+                   "END $$",
+                   "CREATE TRIGGER refuse BEFORE UPDATE OF status ON jobs FOR EACH ROW "
+                   "WHEN (NEW.status = 'succeeded') EXECUTE FUNCTION refuse()"],
+}
+ALLOW_SUCCESS = {"sqlite": ["DROP TRIGGER refuse"], "postgresql": ["DROP TRIGGER refuse ON jobs"]}
+
+
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'dces.sqlite3'}"
+    else:
+        with postgres_database() as pg_url:
+            yield pg_url
 
 
 @pytest.fixture
-def stores(tmp_path: Path) -> tuple[Database, RunStore, JobStore]:
-    db = Database(f"sqlite:///{tmp_path / 'dces.sqlite3'}")
+def stores(url: str) -> Iterator[tuple[Database, RunStore, JobStore]]:
+    db = Database(url)
     runs = RunStore(db)
     yield db, runs, JobStore(db, runs)
     db.close()
+
+
+def sql(db: Database, *statements: str) -> Any:
+    """Run statements outside the stores, as another client of the database would; returns
+    the last one's first column of its first row (if it returns rows)."""
+    with db.engine.begin() as con:
+        for statement in statements:
+            result = con.execute(text(statement))
+        return result.scalar() if result.returns_rows else None
 
 
 def fake_result(n: int) -> dict[str, Any]:
@@ -33,16 +66,17 @@ def fake_result(n: int) -> dict[str, Any]:
             "clusters": [{"cluster": 0}]}
 
 
-def test_sqlite_runs_in_wal_mode_with_full_sync(stores: tuple[Any, ...], tmp_path: Path) -> None:
-    db = stores[0]
+def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'dces.sqlite3'}")
     with db.engine.connect() as con:
         assert con.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert con.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         assert con.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    db.close()
 
 
-def test_a_round_commits_in_one_transaction(stores: tuple[Any, ...], tmp_path: Path) -> None:
-    _, runs, jobs = stores
+def test_a_round_commits_in_one_transaction(stores: tuple[Any, ...]) -> None:
+    db, runs, jobs = stores
     run = runs.create_run("r", {}, {})["id"]
     job, created = jobs.create_round_job(run, "k", "h", 3, None, samples=SAMPLES)
     assert created
@@ -50,20 +84,15 @@ def test_a_round_commits_in_one_transaction(stores: tuple[Any, ...], tmp_path: P
     assert inp is not None and [s["id"] for s in inp.samples] == [s["id"] for s in SAMPLES]
     assert inp.samples[0]["tag"] == 0  # extra fields travel with the samples
     # Make the last statement of the commit fail inside the database: nothing may remain.
-    with sqlite3.connect(tmp_path / "dces.sqlite3") as con:
-        con.execute("CREATE TRIGGER refuse BEFORE UPDATE OF status ON jobs "
-                    "WHEN NEW.status = 'succeeded' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    sql(db, *REFUSE_SUCCESS[db.dialect])
     with pytest.raises(IntegrityError):
         jobs.commit_round(inp, fake_result(6), {"round": 1})
     assert runs.list_rounds(run) == [] and runs.run_state(run) is None
     assert runs.get_run(run)["rounds"] == 0 and jobs.get_job(job["id"])["status"] == "running"
-    with sqlite3.connect(tmp_path / "dces.sqlite3") as con:
-        con.execute("DROP TRIGGER refuse")
-        assert con.execute("SELECT count(*) FROM upload_samples").fetchone()[0] == 6
+    assert sql(db, *ALLOW_SUCCESS[db.dialect], "SELECT count(*) FROM upload_samples") == 6
     jobs.commit_round(inp, fake_result(6), {"round": 1})
     assert runs.run_state(run) == {"round": 1} and jobs.get_job(job["id"])["round"] == 0
-    with sqlite3.connect(tmp_path / "dces.sqlite3") as con:  # the staged samples are gone
-        assert con.execute("SELECT count(*) FROM upload_samples").fetchone()[0] == 0
+    assert sql(db, "SELECT count(*) FROM upload_samples") == 0  # the staged samples are gone
     with pytest.raises(Conflict):  # the same input can never make a second round
         jobs.commit_round(inp, fake_result(6), {"round": 1})
 
@@ -166,33 +195,28 @@ def test_expired_uploads_are_removed(stores: tuple[Any, ...]) -> None:
     assert jobs.get_upload(run, fresh)["status"] == "open"
 
 
-def test_deleting_a_run_deletes_everything_under_it(stores: tuple[Any, ...],
-                                                    tmp_path: Path) -> None:
-    _, runs, jobs = stores
+def test_deleting_a_run_deletes_everything_under_it(stores: tuple[Any, ...]) -> None:
+    db, runs, jobs = stores
     run = runs.create_run(None, {}, {})["id"]
     runs.add_reference(run, SAMPLES, 10)
     job, _ = jobs.create_round_job(run, "k", "h", 2, None, samples=SAMPLES)
     runs.delete_run(run)
-    with sqlite3.connect(tmp_path / "dces.sqlite3") as con:
-        for table in ("reference_samples", "jobs", "uploads", "upload_samples", "rounds"):
-            assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+    for table in ("reference_samples", "jobs", "uploads", "upload_samples", "rounds"):
+        assert sql(db, f"SELECT count(*) FROM {table}") == 0, table
     with pytest.raises(NotFound):
         jobs.get_job(job["id"])
 
 
-def test_the_schema_version_is_recorded_and_a_newer_file_is_refused(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'dces.sqlite3'}"
+def test_the_schema_version_is_recorded_and_a_newer_file_is_refused(url: str) -> None:
     db = Database(url)
     run = RunStore(db).create_run("kept", {}, {})["id"]
+    assert sql(db, "SELECT version FROM dces_schema") == SCHEMA_VERSION
+    sql(db, "DROP TABLE dces_schema")  # as a database from before the version was recorded
     db.close()
-    with sqlite3.connect(tmp_path / "dces.sqlite3") as con:
-        assert con.execute("SELECT version FROM dces_schema").fetchall() == [(SCHEMA_VERSION,)]
-        con.execute("DROP TABLE dces_schema")  # as a file from before the version was recorded
     db = Database(url)
     assert db.schema_version == 1 and RunStore(db).get_run(run)["name"] == "kept"
+    sql(db, f"UPDATE dces_schema SET version = {SCHEMA_VERSION + 1}")
     db.close()
-    with sqlite3.connect(tmp_path / "dces.sqlite3") as con:
-        con.execute("UPDATE dces_schema SET version = ?", (SCHEMA_VERSION + 1,))
     with pytest.raises(SchemaVersionError, match=f"schema version {SCHEMA_VERSION + 1} was "
                                                  f"written by a newer DCES"):
         Database(url)
