@@ -134,8 +134,10 @@ def test_a_tail_mode_of_the_reference_keeps_a_share_of_the_selection(
     shrunk = [
         s for c, members in by_cluster.items() for s in (members[:3] if c in lost else members)
     ]
-    protected, _ = curator.curate(shrunk, 100, state=state, reference=reference)
-    unprotected, _ = curator.curate(shrunk, 100, state=state)
+    matching = Curator(CurationConfig.from_dict({**NO_LM, "allocation": {"eta": 1.0}}),
+                       embedder=curator.embedder)  # reference matching is opt-in
+    protected, _ = matching.curate(shrunk, 100, state=state, reference=reference)
+    unprotected, _ = matching.curate(shrunk, 100, state=state)
     for c in lost:
         assert protected.clusters[c].reference_share > 0.04
         assert protected.clusters[c].quota >= 2

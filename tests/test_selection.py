@@ -93,8 +93,8 @@ def test_quotas_steer_the_mix_toward_the_reference(curator: Curator, fortunes: l
     big = sorted(by_cluster, key=lambda c: -len(by_cluster[c]))[:2]
     skewed = list(pool) + [{"id": f"{s['id']}-v{v}", "text": f"{s['text']} ({v})"}
                            for c in big for s in by_cluster[c] for v in range(2)]
-    matched, _ = Curator(CurationConfig.from_dict(NO_LM), embedder=curator.embedder).curate(
-        skewed, 200, reference=reference)
+    matched, _ = Curator(CurationConfig.from_dict({**NO_LM, "allocation": {"eta": 1.0}}),
+                         embedder=curator.embedder).curate(skewed, 200, reference=reference)
     flat, _ = Curator(CurationConfig.from_dict({**NO_LM, "allocation": {"eta": 0.0}}),
                       embedder=curator.embedder).curate(skewed, 200, reference=reference)
 

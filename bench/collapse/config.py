@@ -19,13 +19,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 STRATEGIES = ("random", "ppl_low", "ppl_high", "semdedup", "dces", "dces_no_edit",
-              "dces_static", "dces_no_match", "dces_no_logprobs", "dces_replay", "dces_edit")
+              "dces_static", "dces_no_match", "dces_no_logprobs", "dces_replay", "dces_edit",
+              "dces_match")
 # The default run: every baseline but `ppl_low` (it collapses in two generations every time,
 # bench/results/collapse.md), DCES and its ablations but the slow `dces_no_logprobs`,
-# `dces_replay` (which is about the `anchor` regime) and `dces_no_edit` (editing is off by
-# default, so it is `dces`).
+# `dces_replay` (which is about the `anchor` regime), `dces_no_edit` and `dces_no_match` (editing
+# and reference matching are off by default, so they are `dces`).
 DEFAULT_STRATEGIES = ("random", "ppl_high", "semdedup", "dces", "dces_edit", "dces_static",
-                      "dces_no_match")
+                      "dces_match")
 REGIMES = ("replace", "anchor", "accumulate")
 # Generator log-probs are sent with every candidate, as a training job has them for free; the
 # one ablation without them makes the service score texts with its own LM.
@@ -37,7 +38,8 @@ DCES_STRATEGIES: dict[str, dict[str, Any]] = {
     # The editor forced to fire: every center's 5% most confident whole words are resampled.
     "dces_edit": {"edit": {"enabled": True, "threshold": 0.0}},
     "dces_static": {"ratio": {"static": 0.8}},  # the default r0, never moved
-    "dces_no_match": {"allocation": {"eta": 0.0}},  # quotas by share**tau, reference ignored
+    "dces_no_match": {"allocation": {"eta": 0.0}},  # quotas by share**tau (now the default)
+    "dces_match": {"allocation": {"eta": 1.0}},  # quotas by the reference's cluster mix
     "dces_no_logprobs": {},
     # Its real share comes from replay of lost modes, not from random real data (under `anchor`).
     "dces_replay": {"replay": {"fraction": 0.1}},
