@@ -13,7 +13,10 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.jsonl import AtomicFiles
 
-FAST = {"score": {"lm_fallback": False}, "edit": {"enabled": True}}  # no LM scoring, edits on
+# No LM scoring; editing on and made to fire (most centers, a fifth of each one's tokens
+# eligible): this module checks that edits travel through the CLI, not the editor's defaults.
+FAST = {"score": {"lm_fallback": False}, "ratio": {"static": 0.3},
+        "edit": {"enabled": True, "threshold": 0.0, "top_fraction": 0.2}}
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
