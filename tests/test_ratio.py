@@ -6,7 +6,7 @@ from curation.types import CurationInputError
 
 
 def test_tighter_than_reference_raises_the_edge_ratio_and_every_input_is_returned() -> None:
-    policy = EdgeRatioPolicy(RatioConfig(r0=0.3, alpha=0.6, gamma=0.0, ema=1.0))
+    policy = EdgeRatioPolicy(RatioConfig(r0=0.3, alpha=0.6, gamma=0.0, ema=1.0, r_min=0.05))
     d = policy.decide(dispersion=0.2, reference_dispersion=0.4, g=0.0, previous=None)
     assert d.dispersion_signal == pytest.approx(0.5)
     assert d.raw == pytest.approx(0.6) and d.ratio == pytest.approx(0.6)
