@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from http.client import HTTPConnection
 from pathlib import Path
@@ -267,12 +266,12 @@ def test_a_request_without_the_token_is_refused_before_its_body(
         conn.putheader("Content-Length", str(30 * 1024 * 1024))
         if authorization:
             conn.putheader("Authorization", authorization)
-        started = time.monotonic()
-        conn.endheaders(b'{"samples": [')  # the other 30 MiB never come
+        # The other 30 MiB never come: a server that waited for the body would never answer
+        # (the connection's timeout would raise), whatever the speed of the machine.
+        conn.endheaders(b'{"samples": [')
         response = conn.getresponse()
         body = response.read()
         conn.close()
-        assert time.monotonic() - started < 5
         assert response.status == 401, body
         assert response.getheader("content-type") == "application/problem+json"
         assert response.getheader("www-authenticate") == "Bearer"
