@@ -17,7 +17,7 @@ dry reports it so that the curator can pass the rest of its quota on.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -40,46 +40,34 @@ class ClusterPool:
         self.centers: list[int] = []
         self.edges: list[int] = []
         self._taken: set[int] = set()
-        self._center_order = [int(i) for i in keep[_center_order(distances[keep],
-                                                                 confidence[keep])]]
-        self._edge_order = [int(i) for i in keep[_edge_order(distances[keep],
-                                                             confidence[keep])]]
-        self._center_at = 0
-        self._edge_at = 0
+        self._size = len(keep)
+        # Both queues hold every selectable member; whichever role takes one first keeps it.
+        self._center_queue = iter(keep[_center_order(distances[keep], confidence[keep])].tolist())
+        self._edge_queue = iter(keep[_edge_order(distances[keep], confidence[keep])].tolist())
 
     @property
     def remaining(self) -> int:
         """Members that could still be taken."""
-        return len(self._center_order) - len(self._taken)
+        return self._size - len(self._taken)
 
     def take(self, quota: int) -> int:
         """Take up to ``quota`` more members; returns how many were taken."""
         want_edges = math.floor(self.edge_ratio * quota + 0.5)
-        taken_edges = self._take_edges(want_edges)
-        taken_centers = self._take_centers(quota - taken_edges)
+        taken_edges = self._take(self._edge_queue, self.edges, want_edges)
+        taken_centers = self._take(self._center_queue, self.centers, quota - taken_edges)
         if taken_edges + taken_centers < quota:  # centers ran dry: fill with edges
-            taken_edges += self._take_edges(quota - taken_edges - taken_centers)
+            taken_edges += self._take(
+                self._edge_queue, self.edges, quota - taken_edges - taken_centers
+            )
         return taken_edges + taken_centers
 
-    def _take_centers(self, count: int) -> int:
+    def _take(self, queue: Iterator[int], into: list[int], count: int) -> int:
+        """Move up to ``count`` members not yet taken from ``queue`` into ``into``."""
         taken = 0
-        while taken < count and self._center_at < len(self._center_order):
-            i = self._center_order[self._center_at]
-            self._center_at += 1
+        while taken < count and (i := next(queue, None)) is not None:
             if i not in self._taken:
                 self._taken.add(i)
-                self.centers.append(i)
-                taken += 1
-        return taken
-
-    def _take_edges(self, count: int) -> int:
-        taken = 0
-        while taken < count and self._edge_at < len(self._edge_order):
-            i = self._edge_order[self._edge_at]
-            self._edge_at += 1
-            if i not in self._taken:
-                self._taken.add(i)
-                self.edges.append(i)
+                into.append(i)
                 taken += 1
         return taken
 
