@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from app.sample_ids import check_new_id
 from curation.types import CurationInputError, generator_confidence
 
 
@@ -20,7 +21,7 @@ def read_samples(path: Path) -> list[dict[str, Any]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise CurationInputError(f"{path}: cannot read ({exc})") from exc
     samples: list[dict[str, Any]] = []
-    first_line: dict[str, int] = {}
+    first_line: dict[str, str] = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -37,12 +38,8 @@ def read_samples(path: Path) -> list[dict[str, Any]]:
             raise CurationInputError(f"{where}: missing 'text'")
         if not isinstance(item["text"], str):
             raise CurationInputError(f"{where}: 'text' must be a string")
-        if item["id"] in first_line:
-            raise CurationInputError(
-                f"{where}: duplicate id {item['id']!r} (first on line {first_line[item['id']]})"
-            )
+        check_new_id(first_line, item["id"], where, f"on line {number}")
         generator_confidence(item, where)  # bad log-probs are named by their line here
-        first_line[item["id"]] = number
         samples.append(item)
     if not samples:
         raise CurationInputError(f"{path}: no samples (the file is empty)")

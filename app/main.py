@@ -2,7 +2,8 @@
 
 The lifespan resumes or fails jobs left by a previous process, then starts the model worker,
 which loads the models in its own thread: the app answers ``/livez`` and ``/readyz`` ("loading")
-while they load. On shutdown the worker drains (see :mod:`app.worker`) before the database closes.
+while they load. On shutdown the worker drains (see :mod:`app.worker.queue`) before the database
+closes.
 """
 
 from __future__ import annotations
@@ -14,20 +15,28 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from app import __version__, routes_curate, routes_jobs, routes_ops, routes_rounds, routes_runs
-from app.db_models import Database
-from app.docs import install_docs
-from app.engine import EngineModels
-from app.job_storage import JobStore
-from app.jobs import RoundRunner
-from app.limits import BodyLimitMiddleware, check_params
+from app import __version__
+from app.api.auth import BearerAuthMiddleware, require_token
+from app.api.body_limit import BodyLimitMiddleware
+from app.api.checks import check_params
+from app.api.deps import Services
+from app.api.docs import install_docs
+from app.api.observe import RequestObserver
+from app.api.problem_responses import install_problem_handlers
+from app.api.routes import curate, jobs, ops, rounds, runs, uploads
 from app.metrics import Metrics
-from app.observe import RequestObserver
-from app.problems import install_problem_handlers
-from app.services import BearerAuthMiddleware, Services, require_token
+from app.service.rounds import RoundService
 from app.settings import Settings
-from app.storage import RunStore
-from app.worker import ModelWorker
+from app.store.database import Database
+from app.store.feedback import FeedbackStore
+from app.store.jobs import JobStore
+from app.store.reference import ReferenceStore
+from app.store.rounds import RoundStore
+from app.store.runs import RunStore
+from app.store.uploads import UploadStore
+from app.worker.models import EngineModels
+from app.worker.queue import ModelWorker
+from app.worker.runner import RoundRunner
 
 log = logging.getLogger("dces.app")
 
@@ -41,8 +50,7 @@ health. Errors are `application/problem+json` (RFC 9457). See `/info` for the li
 
 def build_services(settings: Settings) -> Services:
     db = Database(settings.resolved_database_url)
-    runs = RunStore(db)
-    jobs = JobStore(db, runs)
+    uploads, jobs, rounds = UploadStore(db), JobStore(db), RoundStore(db)
 
     def load_models() -> EngineModels:
         models = EngineModels(settings)
@@ -52,7 +60,11 @@ def build_services(settings: Settings) -> Services:
     worker = ModelWorker(load_models, settings.queue_size, settings.worker_nice)
     metrics = Metrics(lambda: worker.depth, lambda: worker.alive)
     runner = RoundRunner(settings, jobs, worker, metrics)
-    return Services(settings, db, runs, jobs, worker, runner, metrics)
+    return Services(
+        settings=settings, db=db, runs=RunStore(db), reference=ReferenceStore(db),
+        feedback=FeedbackStore(db), rounds=rounds, uploads=uploads, jobs=jobs, worker=worker,
+        runner=runner, metrics=metrics,
+        round_service=RoundService(settings, uploads, jobs, rounds, worker, runner, metrics))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -61,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        expired = services.jobs.expire_uploads()
+        expired = services.uploads.expire_uploads()
         resumed = services.runner.recover()
         log.info("starting", extra={"resumed_jobs": resumed, "expired_uploads": expired,
                                     "database": services.db.dialect})
@@ -80,11 +92,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     install_problem_handlers(app)
     install_docs(app)
-    app.include_router(routes_ops.router)
+    app.include_router(ops.router)
     if settings.fault_injection:
-        app.post("/debug/crash-worker", include_in_schema=False)(routes_ops.crash_worker)
-        app.post("/debug/raise-error", include_in_schema=False)(routes_ops.raise_error)
-    for module in (routes_runs, routes_rounds, routes_jobs, routes_curate):
+        app.post("/debug/crash-worker", include_in_schema=False)(ops.crash_worker)
+        app.post("/debug/raise-error", include_in_schema=False)(ops.raise_error)
+    for module in (runs, rounds, uploads, jobs, curate):
         app.include_router(module.router,
                            dependencies=[Depends(require_token), Depends(check_params)])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -21,7 +21,7 @@ from app.logs import configure_logging
 from app.settings import Settings
 
 if TYPE_CHECKING:
-    from app.worker import ModelWorker
+    from app.worker.queue import ModelWorker
 
 
 class DrainingServer(uvicorn.Server):
@@ -46,9 +46,9 @@ def serve(settings_overrides: dict[str, Any] | None = None) -> None:
     # with the event loop answering probes, spinning threads steal the cores. It must be set
     # before torch loads, i.e. before the import below.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from app.db_models import SchemaVersionError
+    from app.api.problem_responses import ProblemH11Protocol
     from app.main import create_app
-    from app.problems import ProblemH11Protocol
+    from app.store.database import SchemaVersionError
 
     try:
         app = create_app(settings)

@@ -39,8 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.engine import EngineModels, base_config
 from app.settings import Settings
+from app.worker.models import EngineModels, base_config
 from bench.corpora import load_fortunes
 from dces_client import DCESClient
 

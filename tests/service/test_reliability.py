@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.engine import resolve_config
-from app.limits import JsonDepth
+from app.api.body_limit import JsonDepth
+from app.api.run_config import resolve_config
 from app.problems import InvalidInput, problem_document
 from app.settings import Settings
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.db_models import SCHEMA_VERSION, Database
+from app.store.database import SCHEMA_VERSION, Database
 
 from .conftest import DCESServer
 

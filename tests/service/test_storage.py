@@ -4,6 +4,7 @@ transactions, idempotency, feedback rules, staged uploads, the schema version.""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,16 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from app.db_models import SCHEMA_VERSION, Database, SchemaVersionError
-from app.job_storage import JobStore, content_hash
 from app.problems import Conflict, InvalidInput, LimitExceeded, NotFound
-from app.storage import RunStore, dumps
+from app.store.database import SCHEMA_VERSION, Database, SchemaVersionError
+from app.store.encoding import content_hash, dumps
+from app.store.feedback import FeedbackStore
+from app.store.jobs import JobStore
+from app.store.records import JobStatus, UploadStatus
+from app.store.reference import ReferenceStore
+from app.store.rounds import RoundStore
+from app.store.runs import RunStore
+from app.store.uploads import UploadStore
 from curation.types import CurationInputError
 
 from .conftest import BACKENDS, postgres_database
@@ -43,11 +50,22 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             yield pg_url
 
 
+@dataclass(frozen=True)
+class Stores:
+    db: Database
+    runs: RunStore
+    reference: ReferenceStore
+    feedback: FeedbackStore
+    rounds: RoundStore
+    uploads: UploadStore
+    jobs: JobStore
+
+
 @pytest.fixture
-def stores(url: str) -> Iterator[tuple[Database, RunStore, JobStore]]:
+def stores(url: str) -> Iterator[Stores]:
     db = Database(url)
-    runs = RunStore(db)
-    yield db, runs, JobStore(db, runs)
+    yield Stores(db, RunStore(db), ReferenceStore(db), FeedbackStore(db), RoundStore(db),
+                 UploadStore(db), JobStore(db))
     db.close()
 
 
@@ -75,146 +93,143 @@ def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
     db.close()
 
 
-def test_a_round_commits_in_one_transaction(stores: tuple[Any, ...]) -> None:
-    db, runs, jobs = stores
-    run = runs.create_run("r", {}, {})["id"]
-    job, created = jobs.create_round_job(run, "k", "h", 3, None, samples=SAMPLES)
+def test_a_round_commits_in_one_transaction(stores: Stores) -> None:
+    db = stores.db
+    run = stores.runs.create_run("r", {}, {}).id
+    job, created = stores.jobs.create_round_job(run, "k", "h", 3, None, samples=SAMPLES)
     assert created
-    inp = jobs.start_job(job["id"])
+    inp = stores.jobs.start_job(job.id)
     assert inp is not None and [s["id"] for s in inp.samples] == [s["id"] for s in SAMPLES]
     assert inp.samples[0]["tag"] == 0  # extra fields travel with the samples
     # Make the last statement of the commit fail inside the database: nothing may remain.
     sql(db, *REFUSE_SUCCESS[db.dialect])
     with pytest.raises(IntegrityError):
-        jobs.commit_round(inp, fake_result(6), {"round": 1})
-    assert runs.list_rounds(run) == [] and runs.run_state(run) is None
-    assert runs.get_run(run)["rounds"] == 0 and jobs.get_job(job["id"])["status"] == "running"
+        stores.jobs.commit_round(inp, fake_result(6), {"round": 1})
+    assert stores.rounds.list_rounds(run) == [] and stores.runs.run_state(run) is None
+    assert stores.runs.get_run(run).rounds == 0
+    assert stores.jobs.get_job(job.id).status is JobStatus.RUNNING
     assert sql(db, *ALLOW_SUCCESS[db.dialect], "SELECT count(*) FROM upload_samples") == 6
-    jobs.commit_round(inp, fake_result(6), {"round": 1})
-    assert runs.run_state(run) == {"round": 1} and jobs.get_job(job["id"])["round"] == 0
+    stores.jobs.commit_round(inp, fake_result(6), {"round": 1})
+    assert stores.runs.run_state(run) == {"round": 1} and stores.jobs.get_job(job.id).round == 0
     assert sql(db, "SELECT count(*) FROM upload_samples") == 0  # the staged samples are gone
     with pytest.raises(Conflict):  # the same input can never make a second round
-        jobs.commit_round(inp, fake_result(6), {"round": 1})
+        stores.jobs.commit_round(inp, fake_result(6), {"round": 1})
 
 
-def test_round_json_is_the_stored_result(stores: tuple[Any, ...]) -> None:
-    _, runs, jobs = stores
-    run = runs.create_run(None, {}, {})["id"]
-    job, _ = jobs.create_round_job(run, None, "h", 2, {"loss": 1.0}, samples=SAMPLES[:2])
-    inp = jobs.start_job(job["id"])
+def test_round_json_is_the_stored_result(stores: Stores) -> None:
+    run = stores.runs.create_run(None, {}, {}).id
+    job, _ = stores.jobs.create_round_job(run, None, "h", 2, {"loss": 1.0}, samples=SAMPLES[:2])
+    inp = stores.jobs.start_job(job.id)
     assert inp is not None and inp.feedback == {"loss": 1.0} and inp.feedback_source == "body"
     result = {**fake_result(2), "health": {"vendi": float("nan"), "alerts": ["a"]}}
-    jobs.commit_round(inp, result, {"round": 1})
+    stores.jobs.commit_round(inp, result, {"round": 1})
     import json
 
-    stored = json.loads(runs.round_json(run, 0))
+    stored = json.loads(stores.rounds.round_json(run, 0))
     assert stored["samples"] == result["samples"] and stored["health"]["vendi"] is None
     assert stored["run_id"] == run and stored["feedback"] == {"loss": 1.0}
-    assert runs.list_rounds(run)[0]["alerts"] == ["a"]
-    rounds, series, alerts = runs.health_series(run)
+    assert stores.rounds.list_rounds(run)[0].alerts == ["a"]
+    rounds, series, alerts = stores.rounds.health_series(run)
     assert rounds == [0] and series == {} and alerts == ["a"]  # NaN stored as null: no series
     with pytest.raises(NotFound):
-        runs.round_json(run, 1)
+        stores.rounds.round_json(run, 1)
 
 
-def test_idempotency_key_finds_the_first_job(stores: tuple[Any, ...]) -> None:
-    _, runs, jobs = stores
-    run = runs.create_run(None, {}, {})["id"]
-    first, created = jobs.create_round_job(run, "key", "h1", 2, None, samples=SAMPLES)
-    again, created_again = jobs.create_round_job(run, "key", "h2", 2, None, samples=SAMPLES)
-    assert created and not created_again and again["id"] == first["id"]
-    assert again["request_hash"] == "h1"  # the caller compares and answers 409
-    other_run = runs.create_run(None, {}, {})["id"]
-    assert jobs.create_round_job(other_run, "key", "h1", 2, None, samples=SAMPLES)[1]
+def test_idempotency_key_finds_the_first_job(stores: Stores) -> None:
+    run = stores.runs.create_run(None, {}, {}).id
+    first, created = stores.jobs.create_round_job(run, "key", "h1", 2, None, samples=SAMPLES)
+    again, created_again = stores.jobs.create_round_job(run, "key", "h2", 2, None,
+                                                        samples=SAMPLES)
+    assert created and not created_again and again.id == first.id
+    assert again.request_hash == "h1"  # the caller compares and answers 409
+    other_run = stores.runs.create_run(None, {}, {}).id
+    assert stores.jobs.create_round_job(other_run, "key", "h1", 2, None, samples=SAMPLES)[1]
 
 
-def test_feedback_can_change_only_until_it_is_used(stores: tuple[Any, ...]) -> None:
-    _, runs, jobs = stores
-    run = runs.create_run(None, {}, {})["id"]
+def test_feedback_can_change_only_until_it_is_used(stores: Stores) -> None:
+    run = stores.runs.create_run(None, {}, {}).id
+    feedback = stores.feedback
     with pytest.raises(InvalidInput):
-        runs.put_feedback(run, None, {"loss": 1.0})
+        feedback.put_feedback(run, None, {"loss": 1.0})
     for n in range(2):
-        job, _ = jobs.create_round_job(run, None, "h", 2, None, samples=SAMPLES)
-        inp = jobs.start_job(job["id"])
+        job, _ = stores.jobs.create_round_job(run, None, "h", 2, None, samples=SAMPLES)
+        inp = stores.jobs.start_job(job.id)
         assert inp is not None and inp.round == n
-        jobs.commit_round(inp, fake_result(2), {"round": n + 1})
-        assert runs.put_feedback(run, None, {"loss": 1.0 + n})[1] is True
-    assert runs.put_feedback(run, 1, {"loss": 5.0})[1] is True  # latest: may be replaced
-    assert runs.put_feedback(run, 0, {"loss": 1.0})[1] is False  # used, unchanged: a no-op
+        stores.jobs.commit_round(inp, fake_result(2), {"round": n + 1})
+        assert feedback.put_feedback(run, None, {"loss": 1.0 + n})[1] is True
+    assert feedback.put_feedback(run, 1, {"loss": 5.0})[1] is True  # latest: may be replaced
+    assert feedback.put_feedback(run, 0, {"loss": 1.0})[1] is False  # used, unchanged: a no-op
     with pytest.raises(Conflict):
-        runs.put_feedback(run, 0, {"loss": 9.0})
+        feedback.put_feedback(run, 0, {"loss": 9.0})
     with pytest.raises(InvalidInput):
-        runs.put_feedback(run, 2, {"loss": 9.0})
-    assert [f["metrics"] for f in runs.list_feedback(run)] == [{"loss": 1.0}, {"loss": 5.0}]
+        feedback.put_feedback(run, 2, {"loss": 9.0})
+    assert [f.metrics for f in feedback.list_feedback(run)] == [{"loss": 1.0}, {"loss": 5.0}]
 
 
-def test_reference_appends_by_id(stores: tuple[Any, ...]) -> None:
-    _, runs, _ = stores
-    run = runs.create_run(None, {}, {})["id"]
-    assert runs.add_reference(run, SAMPLES[:4], 10) == (4, 0, 4)
-    assert runs.add_reference(run, SAMPLES[2:], 10) == (2, 2, 6)
+def test_reference_appends_by_id(stores: Stores) -> None:
+    run = stores.runs.create_run(None, {}, {}).id
+    assert stores.reference.add_reference(run, SAMPLES[:4], 10) == (4, 0, 4)
+    assert stores.reference.add_reference(run, SAMPLES[2:], 10) == (2, 2, 6)
     with pytest.raises(Conflict, match="s0"):
-        runs.add_reference(run, [{"id": "s0", "text": "changed"}], 10)
+        stores.reference.add_reference(run, [{"id": "s0", "text": "changed"}], 10)
     with pytest.raises(LimitExceeded, match="max_reference_samples = 7"):
-        runs.add_reference(run, [{"id": "x", "text": "a"}, {"id": "y", "text": "b"}], 7)
-    total, page = runs.reference_page(run, 2, 4)
+        stores.reference.add_reference(run, [{"id": "x", "text": "a"}, {"id": "y", "text": "b"}], 7)
+    total, page = stores.reference.reference_page(run, 2, 4)
     assert total == 6 and page == SAMPLES[4:6]
 
 
-def test_upload_parts_are_idempotent_and_ids_unique_across_parts(stores: tuple[Any, ...]) -> None:
-    _, runs, jobs = stores
-    run = runs.create_run(None, {}, {})["id"]
-    upload = jobs.create_upload(run, 60)["id"]
-    assert jobs.put_part(run, upload, 1, SAMPLES[:3], 5)["unchanged"] is False
-    digest = jobs.upload_digest(run, upload)
-    assert jobs.put_part(run, upload, 1, SAMPLES[:3], 5)["unchanged"] is True
-    assert jobs.upload_digest(run, upload) == digest
+def test_upload_parts_are_idempotent_and_ids_unique_across_parts(stores: Stores) -> None:
+    run = stores.runs.create_run(None, {}, {}).id
+    upload = stores.uploads.create_upload(run, 60).id
+    assert stores.uploads.put_part(run, upload, 1, SAMPLES[:3], 5).unchanged is False
+    digest = stores.uploads.upload_digest(run, upload)
+    assert stores.uploads.put_part(run, upload, 1, SAMPLES[:3], 5).unchanged is True
+    assert stores.uploads.upload_digest(run, upload) == digest
     with pytest.raises(Conflict):
-        jobs.put_part(run, upload, 1, SAMPLES[3:], 5)
+        stores.uploads.put_part(run, upload, 1, SAMPLES[3:], 5)
     with pytest.raises(CurationInputError, match=r"samples\[1\]\.id: duplicate id 's2'"):
-        jobs.put_part(run, upload, 2, [SAMPLES[5], SAMPLES[2]], 5)
+        stores.uploads.put_part(run, upload, 2, [SAMPLES[5], SAMPLES[2]], 5)
     with pytest.raises(LimitExceeded, match="max_samples_per_round = 5"):
-        jobs.put_part(run, upload, 2, SAMPLES[3:], 5)
-    jobs.put_part(run, upload, 2, SAMPLES[3:5], 5)
-    job, _ = jobs.create_round_job(run, None, "h", 2, None, upload_id=upload)
-    assert job["samples"] == 5
+        stores.uploads.put_part(run, upload, 2, SAMPLES[3:], 5)
+    stores.uploads.put_part(run, upload, 2, SAMPLES[3:5], 5)
+    job, _ = stores.jobs.create_round_job(run, None, "h", 2, None, upload_id=upload)
+    assert job.samples == 5
     with pytest.raises(Conflict):  # a submitted upload takes no more parts
-        jobs.put_part(run, upload, 3, SAMPLES[5:], 10)
-    inp = jobs.start_job(job["id"])
+        stores.uploads.put_part(run, upload, 3, SAMPLES[5:], 10)
+    inp = stores.jobs.start_job(job.id)
     assert inp is not None and [s["id"] for s in inp.samples] == [f"s{i}" for i in range(5)]
 
 
-def test_expired_uploads_are_removed(stores: tuple[Any, ...]) -> None:
-    _, runs, jobs = stores
-    run = runs.create_run(None, {}, {})["id"]
-    stale = jobs.create_upload(run, -1)["id"]
-    fresh = jobs.create_upload(run, 3600)["id"]
-    assert jobs.expire_uploads() == 1
+def test_expired_uploads_are_removed(stores: Stores) -> None:
+    run = stores.runs.create_run(None, {}, {}).id
+    stale = stores.uploads.create_upload(run, -1).id
+    fresh = stores.uploads.create_upload(run, 3600).id
+    assert stores.uploads.expire_uploads() == 1
     with pytest.raises(NotFound):
-        jobs.get_upload(run, stale)
-    assert jobs.get_upload(run, fresh)["status"] == "open"
+        stores.uploads.get_upload(run, stale)
+    assert stores.uploads.get_upload(run, fresh).status is UploadStatus.OPEN
 
 
-def test_deleting_a_run_deletes_everything_under_it(stores: tuple[Any, ...]) -> None:
-    db, runs, jobs = stores
-    run = runs.create_run(None, {}, {})["id"]
-    runs.add_reference(run, SAMPLES, 10)
-    job, _ = jobs.create_round_job(run, "k", "h", 2, None, samples=SAMPLES)
-    runs.delete_run(run)
+def test_deleting_a_run_deletes_everything_under_it(stores: Stores) -> None:
+    db = stores.db
+    run = stores.runs.create_run(None, {}, {}).id
+    stores.reference.add_reference(run, SAMPLES, 10)
+    job, _ = stores.jobs.create_round_job(run, "k", "h", 2, None, samples=SAMPLES)
+    stores.runs.delete_run(run)
     for table in ("reference_samples", "jobs", "uploads", "upload_samples", "rounds"):
         assert sql(db, f"SELECT count(*) FROM {table}") == 0, table
     with pytest.raises(NotFound):
-        jobs.get_job(job["id"])
+        stores.jobs.get_job(job.id)
 
 
 def test_the_schema_version_is_recorded_and_a_newer_file_is_refused(url: str) -> None:
     db = Database(url)
-    run = RunStore(db).create_run("kept", {}, {})["id"]
+    run = RunStore(db).create_run("kept", {}, {}).id
     assert sql(db, "SELECT version FROM dces_schema") == SCHEMA_VERSION
     sql(db, "DROP TABLE dces_schema")  # as a database from before the version was recorded
     db.close()
     db = Database(url)
-    assert db.schema_version == 1 and RunStore(db).get_run(run)["name"] == "kept"
+    assert db.schema_version == 1 and RunStore(db).get_run(run).name == "kept"
     sql(db, f"UPDATE dces_schema SET version = {SCHEMA_VERSION + 1}")
     db.close()
     with pytest.raises(SchemaVersionError, match=f"schema version {SCHEMA_VERSION + 1} was "

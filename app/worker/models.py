@@ -1,23 +1,17 @@
-"""The service's side of the engine: run configs and the loaded models.
+"""The loaded models: embedders and LMs shared by every run whose config asks for them.
 
-A run's config is resolved once, at ``POST /v1/runs``: the server's default models, then the
-run's overrides, type-checked field by field, so a bad override is a 422 naming the key and not
-a failed round later. Models are loaded once and shared by every run whose config asks for
-them; only the model worker thread touches them.
+Only the model worker thread touches them. ``base_config`` is the config every run starts from:
+the engine's defaults with the server's models.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import astuple
 from typing import Any, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
-
-from app.problems import InvalidInput
 from app.settings import Settings
 from curation import CurationConfig, Curator
 from curation.config import EmbedConfig
@@ -25,7 +19,6 @@ from curation.embed import Embedder, load_embedder
 from curation.lm import CausalLM, load_causal_lm
 
 log = logging.getLogger("dces.engine")
-_CONFIG = TypeAdapter(CurationConfig)
 WARMUP_TEXTS = (
     "The quick brown fox jumps over the lazy dog near the river bank.",
     "A journey of a thousand miles begins with a single step forward.",
@@ -43,40 +36,6 @@ def base_config(settings: Settings) -> CurationConfig:
         "embed": {"model": settings.embedding_model, "dtype": settings.embedding_dtype},
         "edit": {"model": settings.lm_model},
     })
-
-
-def resolve_config(settings: Settings, overrides: dict[str, Any]) -> CurationConfig:
-    """Server defaults + overrides, every value checked against its declared type (422)."""
-    try:
-        merged = base_config(settings).with_overrides(overrides)
-    except ValueError as exc:  # "config.ratio.foo: unknown setting (known: ...)"
-        name, _, message = str(exc).partition(": ")
-        raise InvalidInput(str(exc), errors=[{"field": name, "message": message}]) from exc
-    try:
-        config = _CONFIG.validate_json(json.dumps(merged.to_dict()), strict=True)
-    except ValidationError as exc:
-        errors = [{"field": ".".join(["config", *map(str, e["loc"])]), "message": e["msg"]}
-                  for e in exc.errors()]
-        raise InvalidInput("; ".join(f"{e['field']}: {e['message']}" for e in errors),
-                           errors=errors) from exc
-    _check_models(settings, config)
-    return config
-
-
-def _check_models(settings: Settings, config: CurationConfig) -> None:
-    """A model name is a path or hub id the server would open, and a failed load's message
-    describes the server's files: a run may name only the server's own models, those of
-    ``allowed_models``, or any with ``allow_any_model``."""
-    if settings.allow_any_model:
-        return
-    checks = (("config.embed.model", config.embed.model, settings.embedding_model),
-              ("config.edit.model", config.edit.model, settings.lm_model))
-    for field, given, default in checks:
-        allowed = [default, *settings.allowed_models]
-        if given not in allowed:
-            names = ", ".join("null (bundled)" if m is None else json.dumps(m) for m in allowed)
-            message = f"not an allowed model (allowed: {names})"
-            raise InvalidInput(f"{field}: {message}", errors=[{"field": field, "message": message}])
 
 
 class EngineModels:

@@ -10,9 +10,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.engine import resolve_config
-from app.limits import check_metrics, check_samples, check_strings, check_unique_ids
-from app.schemas import (
+from app.api.checks import check_metrics, check_samples, check_strings, check_unique_ids
+from app.api.deps import Svc
+from app.api.links import run_url
+from app.api.run_config import resolve_config
+from app.api.schemas import (
     MAX_INT,
     FeedbackIn,
     FeedbackList,
@@ -24,7 +26,7 @@ from app.schemas import (
     RunList,
     RunOut,
 )
-from app.services import Svc
+from app.store.records import FeedbackRecord, RunRecord
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -32,14 +34,14 @@ Offset = Annotated[int, Query(ge=0, le=MAX_INT)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=RunOut)
-def create_run(body: RunCreate, svc: Svc, response: Response) -> dict[str, Any]:
+def create_run(body: RunCreate, svc: Svc, response: Response) -> RunRecord:
     """Create a run. ``config`` overrides are validated now: an unknown key or a wrong type is a
     422 naming it. The resolved config is stored, so later server upgrades do not change it."""
     check_strings(body.name, "name")
     check_strings(body.config, "config")
     config = resolve_config(svc.settings, body.config)
     run = svc.runs.create_run(body.name, body.config, config.to_dict())
-    response.headers["Location"] = f"/v1/runs/{run['id']}"
+    response.headers["Location"] = run_url(run.id)
     return run
 
 
@@ -50,7 +52,7 @@ def list_runs(svc: Svc, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any
 
 
 @router.get("/{run_id}", response_model=RunOut)
-def get_run(run_id: str, svc: Svc) -> dict[str, Any]:
+def get_run(run_id: str, svc: Svc) -> RunRecord:
     return svc.runs.get_run(run_id)
 
 
@@ -74,15 +76,15 @@ def add_reference(run_id: str, body: ReferenceIn, svc: Svc) -> dict[str, Any]:
     retried or chunked append is safe; the same id with another text is a 409."""
     check_samples(body.samples, svc.settings)
     check_unique_ids(body.samples)
-    added, unchanged, total = svc.runs.add_reference(
-        run_id, [s.to_engine() for s in body.samples], svc.settings.max_reference_samples)
-    return {"added": added, "unchanged": unchanged, "total": total}
+    return svc.reference.add_reference(
+        run_id, [s.to_engine() for s in body.samples], svc.settings.max_reference_samples
+    )._asdict()
 
 
 @router.get("/{run_id}/reference", response_model=ReferencePage)
 def list_reference(run_id: str, svc: Svc, limit: Limit = 100, offset: Offset = 0
                    ) -> dict[str, Any]:
-    total, samples = svc.runs.reference_page(run_id, limit, offset)
+    total, samples = svc.reference.reference_page(run_id, limit, offset)
     return {"total": total, "samples": samples}
 
 
@@ -90,15 +92,15 @@ def list_reference(run_id: str, svc: Svc, limit: Limit = 100, offset: Offset = 0
              responses={200: {"description": "Unchanged (the same metrics were stored)"},
                         201: {"description": "Stored"}})
 def post_feedback(run_id: str, body: FeedbackIn, svc: Svc, response: Response
-                  ) -> dict[str, Any]:
+                  ) -> FeedbackRecord:
     """Training metrics of a finished round (default: the latest), e.g. ``heldout_perplexity``,
     ``generation_entropy``, ``eval_loss``, ``ece``. The next round's edge ratios use them."""
     check_metrics(body.metrics, svc.settings, "metrics")
-    feedback, created = svc.runs.put_feedback(run_id, body.round, body.metrics)
+    feedback, created = svc.feedback.put_feedback(run_id, body.round, body.metrics)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return feedback
 
 
 @router.get("/{run_id}/feedback", response_model=FeedbackList)
 def list_feedback(run_id: str, svc: Svc) -> dict[str, Any]:
-    return {"feedback": svc.runs.list_feedback(run_id)}
+    return {"feedback": svc.feedback.list_feedback(run_id)}

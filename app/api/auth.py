@@ -1,48 +1,21 @@
-"""The objects one app instance shares between requests, and the dependencies that hand them out.
-
-Built by :func:`app.main.create_app`, kept on ``app.state.services``; routes get them with
-``svc: Svc`` and never reach for globals, so two apps in one process do not share state.
-"""
+"""Bearer-token auth of the /v1 routes (when ``DCES_API_TOKEN`` is set): a middleware that
+refuses before the body is read, and a dependency that declares the scheme in ``/docs``."""
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.db_models import Database
-from app.job_storage import JobStore
-from app.jobs import RoundRunner
-from app.metrics import Metrics
-from app.problems import Unauthorized, send_problem
-from app.settings import Settings
-from app.storage import RunStore
-from app.worker import ModelWorker
+from app.api.deps import Svc
+from app.api.problem_responses import send_problem
+from app.problems import Unauthorized
 
-
-@dataclass
-class Services:
-    settings: Settings
-    db: Database
-    runs: RunStore
-    jobs: JobStore
-    worker: ModelWorker
-    runner: RoundRunner
-    metrics: Metrics
-
-
-def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-Svc = Annotated[Services, Depends(get_services)]
 _bearer = HTTPBearer(auto_error=False, description="Set when the server has DCES_API_TOKEN.")
 
 

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
 
 from app import __version__
-from app.schemas import InfoOut, ReadyOut
-from app.services import Svc
+from app.api.deps import Svc
+from app.api.schemas import InfoOut, ReadyOut
 
 router = APIRouter(tags=["ops"])
 

@@ -1,15 +1,18 @@
 """Request and response bodies of the HTTP API (they make ``/docs`` useful).
 
 Limits that depend on settings (samples per request, text length) are checked in
-:mod:`app.limits`, not here, because pydantic constraints are fixed at import time.
+:mod:`app.api.checks`, not here, because pydantic constraints are fixed at import time.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.api.links import job_links
+from app.store.records import FeedbackSource, JobRecord, JobStatus, UploadStatus
 from curation.types import GENERATOR_FIELDS, Role, generator_confidence
 
 MAX_INT = 2**31 - 1  # any integer that reaches the database fits every SQL INTEGER
@@ -124,7 +127,7 @@ class RoundSummary(BaseModel):
     budget: int
     samples: int
     selected: int
-    feedback_source: Literal["body", "posted", "none"]
+    feedback_source: FeedbackSource
     alerts: list[Any]
 
 
@@ -168,7 +171,7 @@ class RoundOut(BaseModel):
     created_at: str
     job_id: str | None
     feedback: dict[str, float] | None
-    feedback_source: Literal["body", "posted", "none"]
+    feedback_source: FeedbackSource
     budget: int
     selected: int
     samples: list[SampleDecisionOut]
@@ -193,7 +196,7 @@ class RoundOut(BaseModel):
 class UploadOut(BaseModel):
     id: str
     run_id: str
-    status: Literal["open", "submitted"]
+    status: UploadStatus
     parts: int
     samples: int
     created_at: str
@@ -252,12 +255,9 @@ class HealthOut(BaseModel):
 
 # -- jobs ---------------------------------------------------------------------------------------
 
-JobStatus = Literal["queued", "running", "succeeded", "failed"]
-
-
 class JobOut(BaseModel):
     id: str
-    kind: str
+    kind: Literal["round"] = Field("round", description="Every job curates a round.")
     status: JobStatus
     stage: str | None
     progress: float
@@ -271,6 +271,11 @@ class JobOut(BaseModel):
     started_at: str | None
     finished_at: str | None
     links: dict[str, str]
+
+    @classmethod
+    def of(cls, job: JobRecord) -> JobOut:
+        """The public view of a stored job, with its links."""
+        return cls.model_validate({**asdict(job), "links": job_links(job)})
 
 
 # -- stateless ----------------------------------------------------------------------------------

@@ -7,20 +7,17 @@ stops at the engine's next progress report.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
 
-from app.engine import resolve_config
-from app.jobs import stateless_task
-from app.limits import check_metrics, check_samples, check_strings, check_unique_ids
-from app.schemas import CurateIn, CurateOut
-from app.services import Svc
+from app.api.checks import check_metrics, check_samples, check_strings, check_unique_ids
+from app.api.deps import Svc
+from app.api.run_config import resolve_config
+from app.api.schemas import CurateIn, CurateOut
 from curation import RunState
 
 router = APIRouter(prefix="/v1", tags=["curate"])
-DISCONNECT_POLL_S = 1.0
 
 
 @router.post("/curate", response_model=CurateOut)
@@ -36,16 +33,7 @@ async def curate(body: CurateIn, svc: Svc, request: Request) -> dict[str, Any]:
     config = resolve_config(svc.settings, body.config)
     if body.state is not None:
         RunState.from_dict(body.state)  # 422 now rather than a failed task
-    task = stateless_task(svc.metrics, config, [s.to_engine() for s in body.samples],
-                          body.budget, [s.to_engine() for s in body.reference], body.state,
-                          body.feedback)
-    with svc.worker.reservation() as slot:
-        slot.submit(task)
-    waiting = asyncio.wrap_future(task.future)
-    while True:
-        done, _ = await asyncio.wait({waiting}, timeout=DISCONNECT_POLL_S)
-        if done:
-            return waiting.result()
-        if await request.is_disconnected():
-            task.cancelled.set()
-            return await waiting
+    return await svc.round_service.curate_stateless(
+        config, [s.to_engine() for s in body.samples], body.budget,
+        [s.to_engine() for s in body.reference], body.state, body.feedback,
+        disconnected=request.is_disconnected)

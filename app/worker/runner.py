@@ -16,11 +16,12 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from app.job_storage import JobStore, RoundInput
 from app.metrics import Metrics
 from app.problems import Interrupted, problem_document
 from app.settings import Settings
-from app.worker import ModelWorker, Reservation, Task, TaskContext
+from app.store.jobs import JobStore
+from app.store.records import JobRecord, JobStatus, RoundInput
+from app.worker.queue import ModelWorker, Reservation, Task, TaskContext
 from curation import CurationConfig, RunState
 
 log = logging.getLogger("dces.jobs")
@@ -36,12 +37,12 @@ class RoundRunner:
         self.jobs = jobs
         self.worker = worker
         self.metrics = metrics
-        self.active: dict[str, Future[dict[str, Any]]] = {}
+        self._active: dict[str, Future[JobRecord]] = {}
         self.abandoned = False  # set at shutdown: a late worker writes no job status any more
 
     # -- submitting -----------------------------------------------------------------------------
 
-    def submit(self, slot: Reservation, job_id: str) -> Future[dict[str, Any]]:
+    def submit(self, slot: Reservation, job_id: str) -> Future[JobRecord]:
         """Queue job ``job_id`` in a reserved slot; the future resolves with the finished job."""
         task = self._task(job_id)
         slot.submit(task)
@@ -51,25 +52,25 @@ class RoundRunner:
         """At startup: resume or fail every job a previous process left queued or running."""
         resumed = []
         for job in self.jobs.unfinished_jobs():
-            crashed = job["status"] == "running"
+            crashed = job.status is JobStatus.RUNNING
             reason = None
             if not self.settings.resume_jobs:
                 reason = "the service restarted before this job finished and resume_jobs is off"
-            elif crashed and job["attempts"] >= self.settings.job_max_attempts:
+            elif crashed and job.attempts >= self.settings.job_max_attempts:
                 reason = (f"the service process stopped while running this job "
-                          f"{job['attempts']} times (job_max_attempts = "
+                          f"{job.attempts} times (job_max_attempts = "
                           f"{self.settings.job_max_attempts}); giving up")
             if reason is not None:
-                self.jobs.finish_failed(job["id"], problem_document(Interrupted(reason)), reason)
-                self.metrics.jobs.labels("failed").inc()
-                log.warning("job not resumed", extra={"job_id": job["id"], "reason": reason})
+                self.jobs.finish_failed(job.id, problem_document(Interrupted(reason)), reason)
+                self.metrics.jobs.labels(JobStatus.FAILED).inc()
+                log.warning("job not resumed", extra={"job_id": job.id, "reason": reason})
                 continue
             if crashed:
-                self.jobs.requeue(job["id"], f"resumed after a restart (the process stopped "
-                                             f"during attempt {job['attempts']})")
-            self.worker.submit_recovered(self._task(job["id"]))
-            resumed.append(job["id"])
-            log.info("job resumed", extra={"job_id": job["id"], "was": job["status"]})
+                self.jobs.requeue(job.id, f"resumed after a restart (the process stopped "
+                                             f"during attempt {job.attempts})")
+            self.worker.submit_recovered(self._task(job.id))
+            resumed.append(job.id)
+            log.info("job resumed", extra={"job_id": job.id, "was": job.status})
         return resumed
 
     def requeue_active(self, note: str) -> list[str]:
@@ -78,14 +79,18 @@ class RoundRunner:
         the worker commits the round meanwhile, the job stays `succeeded` (the update is
         conditional on `running`)."""
         self.abandoned = True
-        ids = list(self.active)
+        ids = list(self._active)
         for job_id in ids:
             self.jobs.requeue(job_id, note)
         return ids
 
+    def future(self, job_id: str) -> Future[JobRecord] | None:
+        """The future of a job queued or running in this process, else None."""
+        return self._active.get(job_id)
+
     async def wait(self, job_id: str, timeout: float) -> None:
         """Wait up to ``timeout`` s for a job running in this process (long polling)."""
-        future = self.active.get(job_id)
+        future = self.future(job_id)
         if future is None or timeout <= 0:
             return
         try:
@@ -95,13 +100,13 @@ class RoundRunner:
 
     # -- running (on the worker thread) ---------------------------------------------------------
 
-    def _task(self, job_id: str) -> Task[dict[str, Any]]:
+    def _task(self, job_id: str) -> Task[JobRecord]:
         task = Task(f"round job {job_id}", lambda ctx: self._run(ctx, job_id))
-        self.active[job_id] = task.future
-        task.future.add_done_callback(lambda _f: self.active.pop(job_id, None))
+        self._active[job_id] = task.future
+        task.future.add_done_callback(lambda _f: self._active.pop(job_id, None))
         return task
 
-    def _run(self, ctx: TaskContext, job_id: str) -> dict[str, Any]:
+    def _run(self, ctx: TaskContext, job_id: str) -> JobRecord:
         try:
             inp = self.jobs.start_job(job_id)
             if inp is None:  # finished or deleted meanwhile
@@ -118,12 +123,12 @@ class RoundRunner:
             if self.abandoned:  # requeued by the shutdown: its stored status is already right
                 raise
             self.jobs.finish_failed(job_id, problem_document(exc))
-            self.metrics.jobs.labels("failed").inc()
+            self.metrics.jobs.labels(JobStatus.FAILED).inc()
             log.warning("round failed", extra={"job_id": job_id, "error": str(exc)},
                         exc_info=problem_document(exc)["status"] >= 500)
             raise
         self.metrics.observe_round(result, "run")
-        self.metrics.jobs.labels("succeeded").inc()
+        self.metrics.jobs.labels(JobStatus.SUCCEEDED).inc()
         log.info("round committed", extra={"job_id": job_id, "run_id": inp.run_id,
                                            "round": inp.round, "selected": result["selected"]})
         return self.jobs.get_job(job_id)
@@ -144,7 +149,7 @@ def stateless_task(metrics: Metrics, config: CurationConfig, samples: Sequence[M
                    budget: int, reference: Sequence[Mapping[str, Any]],
                    state: dict[str, Any] | None, feedback: dict[str, float] | None
                    ) -> Task[dict[str, Any]]:
-    """``POST /v1/curate``: one round, nothing stored; the caller keeps the returned state."""
+    """A stateless round: nothing stored; the caller keeps the returned state."""
     def run(ctx: TaskContext) -> dict[str, Any]:
         curator = ctx.models.curator(config)
         result, new_state = curator.curate(

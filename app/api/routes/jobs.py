@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.concurrency import run_in_threadpool
 
-from app.routes_rounds import public_job
-from app.schemas import JobOut
-from app.services import Svc
+from app.api.deps import Svc
+from app.api.schemas import JobOut
+from app.store.records import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -18,15 +17,14 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 async def get_job(job_id: str, svc: Svc,
                   wait: Annotated[float, Query(ge=0, le=60, description=(
                       "Long poll: wait up to this many seconds for the job to finish."))] = 0
-                  ) -> dict[str, Any]:
+                  ) -> JobOut:
     """A job; when ``succeeded``, ``links.round`` is the committed round."""
-    await svc.runner.wait(job_id, wait)
-    return public_job(await run_in_threadpool(svc.jobs.get_job, job_id))
+    return JobOut.of(await svc.round_service.poll(job_id, wait))
 
 
 @router.get("", response_model=dict[str, list[JobOut]])
 def list_jobs(svc: Svc, run_id: str | None = None,
-              status: Literal["queued", "running", "succeeded", "failed"] | None = None,
+              status: JobStatus | None = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
     """Recent jobs, newest first, optionally of one run or in one status."""
-    return {"jobs": [public_job(j) for j in svc.jobs.list_jobs(run_id, status, limit)]}
+    return {"jobs": [JobOut.of(j) for j in svc.jobs.list_jobs(run_id, status, limit)]}
