@@ -12,10 +12,13 @@ import numpy as np
 
 
 def allocation_weights(
-    shares: np.ndarray, reference_shares: np.ndarray | None, tau: float, eta: float
+    shares: np.ndarray, reference_shares: np.ndarray | None, tau: float, eta: float,
+    surprise_shares: np.ndarray | None = None, kappa: float = 0.0,
 ) -> np.ndarray:
     flattened = np.power(np.clip(shares, 0.0, None), tau)
     flattened = _normalised(flattened)
+    if surprise_shares is not None and surprise_shares.sum() > 0:
+        flattened = (1.0 - kappa) * flattened + kappa * _normalised(surprise_shares)
     if reference_shares is None or reference_shares.sum() <= 0:
         return flattened
     return (1.0 - eta) * flattened + eta * _normalised(reference_shares)

@@ -32,6 +32,7 @@ class ClusterPool:
         confidence: np.ndarray,
         reasons: dict[int, str],
         edge_ratio: float,
+        surprising_centers: bool = False,
     ):
         self.edge_ratio = edge_ratio
         self.rejected: dict[int, str] = {int(i): reasons[int(i)] for i in members
@@ -42,7 +43,8 @@ class ClusterPool:
         self._taken: set[int] = set()
         self._size = len(keep)
         # Both queues hold every selectable member; whichever role takes one first keeps it.
-        self._center_queue = iter(keep[_center_order(distances[keep], confidence[keep])].tolist())
+        center_confidence = -confidence[keep] if surprising_centers else confidence[keep]
+        self._center_queue = iter(keep[_center_order(distances[keep], center_confidence)].tolist())
         self._edge_queue = iter(keep[_edge_order(distances[keep], confidence[keep])].tolist())
 
     @property

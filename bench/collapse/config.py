@@ -20,7 +20,8 @@ from typing import Any
 
 STRATEGIES = ("random", "ppl_low", "ppl_high", "semdedup", "dces", "dces_no_edit",
               "dces_static", "dces_no_match", "dces_no_logprobs", "dces_replay", "dces_edit",
-              "dces_match")
+              "dces_match", "dces_x1", "dces_x2", "dces_x3", "dces_y1", "dces_y2", "dces_y3",
+              "dces_y4")
 # The default run: every baseline but `ppl_low` (it collapses in two generations every time,
 # bench/results/collapse.md), DCES and its ablations but the slow `dces_no_logprobs`,
 # `dces_replay` (which is about the `anchor` regime), `dces_no_edit` and `dces_no_match` (editing
@@ -41,6 +42,15 @@ DCES_STRATEGIES: dict[str, dict[str, Any]] = {
     "dces_no_match": {"allocation": {"eta": 0.0}},  # quotas by share**tau (now the default)
     "dces_match": {"allocation": {"eta": 1.0}},  # quotas by the reference's cluster mix
     "dces_no_logprobs": {},
+    "dces_x1": {"score": {"surprising_centers": True}},
+    "dces_x2": {"score": {"surprising_centers": True}, "allocation": {"kappa": 1.0}},
+    "dces_y1": {"score": {"surprising_centers": True}, "allocation": {"kappa": 1.0, "eta": 1.0}},
+    "dces_y2": {"score": {"surprising_centers": True}, "allocation": {"kappa": 1.0, "eta": 0.5}},
+    "dces_y3": {"score": {"surprising_centers": True}, "allocation": {"kappa": 1.0},
+                "quality": {"implausible_mad": 3.0}},
+    "dces_y4": {"score": {"surprising_centers": True}, "allocation": {"kappa": 0.5}},
+    "dces_x3": {"score": {"surprising_centers": True}, "allocation": {"kappa": 1.0},
+                "ratio": {"static": 1.0}},
     # Its real share comes from replay of lost modes, not from random real data (under `anchor`).
     "dces_replay": {"replay": {"fraction": 0.1}},
 }
