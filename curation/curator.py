@@ -3,14 +3,20 @@
 ``Curator(config).curate(samples, budget, state, reference, feedback) -> (RoundResult, state)``.
 Models load lazily on first use (or are passed in, so a service can share them across runs);
 the returned state is a new object, the one passed in is never modified.
+
+A round is five named stages, run in order over one ``_Round`` that holds its inputs and what
+each stage adds: embed, cluster, select (confidence, cluster measures, edge ratios, replay,
+selection), edit, health. ``_Stages`` reports each stage's progress within its span of the
+round (``_SPANS``) and times it; the times are the result's ``timings``.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,10 +29,10 @@ from curation.edit import EditedText, TokenEditor
 from curation.embed import Embedder, load_embedder
 from curation.health import round_health
 from curation.lm import CausalLM, load_causal_lm
-from curation.measure import ClusterStats, measure_clusters, near_duplicate_mask
+from curation.measure import ClusterStats, measure_clusters, near_duplicates_by_cluster
 from curation.quality import degenerate_reason, implausible_cut, outlier_cuts
 from curation.ratio import EdgeRatioPolicy, feedback_signal, validate_feedback
-from curation.replay import Replay
+from curation.replay import Replay, ReplayPlan
 from curation.select import ClusterPool, select_all
 from curation.state import RunState
 from curation.types import (
@@ -56,6 +62,99 @@ class _Embedded:
     @property
     def eligible_vectors(self) -> np.ndarray:
         return self.vectors[self.eligible]
+
+
+@dataclass
+class _Round:
+    """One round on its way through the stages: its checked inputs, then what each stage adds."""
+
+    batch: list[Sample]
+    refs: list[Sample]
+    budget: int
+    state: RunState  # a copy: the caller's is never modified
+    metrics: dict[str, float] | None  # the checked feedback
+    seed: int
+    # embed
+    cands: _Embedded = field(init=False)
+    ref: _Embedded = field(init=False)  # the reference, sampled down to what the fit may use
+    # cluster
+    centroids: np.ndarray = field(init=False)
+    labels: np.ndarray = field(init=False)  # per candidate
+    distances: np.ndarray = field(init=False)  # cosine distance to its centroid
+    ref_labels: np.ndarray = field(init=False)  # per eligible reference row
+    ref_sims: np.ndarray = field(init=False)
+    # select
+    confidence: np.ndarray = field(init=False)  # NaN where unknown (and for degenerate texts)
+    duplicates: np.ndarray = field(init=False)
+    stats: list[ClusterStats] = field(init=False)
+    signal: dict[str, float] = field(init=False)
+    ratios: list[RatioDecision] = field(init=False)
+    scores: dict[str, Any] = field(init=False)
+    replay: ReplayPlan = field(init=False)
+    pools: list[ClusterPool] = field(init=False)
+    taken: np.ndarray = field(init=False)  # per cluster
+    # edit
+    centers: list[int] = field(init=False)  # candidate indices, ascending
+    edited: list[EditedText] = field(init=False)  # one per center
+    # health
+    decisions: list[SampleDecision] = field(init=False)
+    health: dict[str, Any] = field(init=False)
+    entry: dict[str, Any] = field(init=False)  # what the run's history keeps of this round
+
+
+# Each stage's span of the round's progress. Inside a stage, a step's own 0..1 progress takes a
+# share of the span: the candidates' embedding the first 5/6 of "embed" (the round's 0..0.25,
+# the reference the rest), the LM's scoring the first 3/4 of "select" (0.5..0.65).
+_SPANS = {
+    "embed": (0.0, 0.3),
+    "cluster": (0.3, 0.5),
+    "select": (0.5, 0.7),
+    "edit": (0.7, 0.9),
+    "health": (0.9, 1.0),
+}
+_CANDIDATES_SHARE = 5 / 6
+_SCORING_SHARE = 0.75
+
+
+class _StageProgress:
+    """A stage's own progress (0..1), reported as the round's progress within its span."""
+
+    def __init__(self, report: Progress, stage: str) -> None:
+        self._report = report
+        self._stage = stage
+        self._start, self._end = _SPANS[stage]
+
+    def __call__(self, fraction: float) -> None:
+        fraction = min(max(fraction, 0.0), 1.0)
+        self._report(self._stage, self._start + (self._end - self._start) * fraction)
+
+    def part(self, lo: float, hi: float) -> FractionDone:
+        """A step's own progress (0..1), reported as this stage's between ``lo`` and ``hi``."""
+        return lambda fraction: self(lo + (hi - lo) * fraction)
+
+
+class _Stages:
+    """Runs a round's stages: each reports its start, then its own progress, and is timed from
+    the end of the one before (the first from the start of the round, input checks included),
+    so the stages' times add up to the total."""
+
+    def __init__(self, report: Progress) -> None:
+        self.report = report
+        self._times: dict[str, float] = {}
+        self._started = self._last = time.perf_counter()
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[_StageProgress]:
+        self.report(name, _SPANS[name][0])
+        yield _StageProgress(self.report, name)
+        now = time.perf_counter()
+        self._times[name] = now - self._last
+        self._last = now
+
+    def timings(self) -> dict[str, float]:
+        """Seconds per stage, then ``total``, to 0.1 ms."""
+        times = {**self._times, "total": self._last - self._started}
+        return {name: round(seconds, 4) for name, seconds in times.items()}
 
 
 class Curator:
@@ -100,9 +199,34 @@ class Curator:
         progress: Progress | None = None,
     ) -> tuple[RoundResult, RunState]:
         """Select ``budget`` samples (fewer only if fewer pass the filters); see the module doc."""
-        report = progress or (lambda stage, fraction: None)
-        timings: dict[str, float] = {}
-        clock = time.perf_counter()
+        stages = _Stages(progress or (lambda stage, fraction: None))
+        r = self._open_round(samples, budget, state, reference, feedback)
+        with stages.stage("embed") as stage_progress:
+            self._embed(r, stage_progress)
+        with stages.stage("cluster"):
+            self._cluster(r)
+        with stages.stage("select") as stage_progress:
+            self._score_and_select(r, stage_progress)
+        with stages.stage("edit") as stage_progress:
+            self._edit(r, stage_progress)
+        with stages.stage("health"):
+            self._health(r)
+        result = self._result(r, stages.timings())
+        new_state = self._advance(r)
+        stages.report("done", 1.0)
+        return result, new_state
+
+    # -- stages: each reads what the ones before it left in the round, and adds its own ---
+
+    def _open_round(
+        self,
+        samples: Sequence[Sample | Mapping[str, Any]],
+        budget: int,
+        state: RunState | None,
+        reference: Sequence[Sample | Mapping[str, Any]] | None,
+        feedback: Mapping[str, float] | None,
+    ) -> _Round:
+        """The round's checked inputs, on a copy of ``state``."""
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
             raise CurationInputError(f"budget: must be an integer >= 1, got {budget!r}")
         batch = coerce_samples(list(samples), "sample")
@@ -110,120 +234,149 @@ class Curator:
             raise CurationInputError("samples: at least one sample is required")
         refs = coerce_samples(list(reference or []), "reference sample")
         metrics = validate_feedback(feedback) if feedback is not None else None
-        state = copy.deepcopy(state) if state is not None else RunState()
-        self._check_state(state)
-        seed = (self.config.seed * 1_000_003 + state.round) % 2**31  # faiss takes int32 seeds
+        run_state = copy.deepcopy(state) if state is not None else RunState()
+        self._check_state(run_state)
+        seed = (self.config.seed * 1_000_003 + run_state.round) % 2**31  # faiss takes int32 seeds
+        return _Round(batch, refs, budget, run_state, metrics, seed)
 
-        report("embed", 0.0)
-        cands = self._embed(batch, _within(report, "embed", 0.0, 0.25))
-        ref = self._embed(self._sample_reference(refs, seed), _within(report, "embed", 0.25, 0.3))
-        timings["embed"] = _lap(clock)
-        report("cluster", 0.3)
-        centroids = self._fit_centroids(cands, ref, state, seed)
-        labels, sims = nearest_centroid(cands.vectors, centroids)
-        distances = 1.0 - sims
-        ref_labels, ref_sims = nearest_centroid(ref.eligible_vectors, centroids)
-        timings["cluster"] = _lap(clock) - timings["embed"]
+    def _embed(self, r: _Round, progress: _StageProgress) -> None:
+        """Filter degenerate texts and embed the rest: candidates, then (a sample of) the
+        reference."""
+        r.cands = self._embed_batch(r.batch, progress.part(0.0, _CANDIDATES_SHARE))
+        r.ref = self._embed_batch(
+            self._sample_reference(r.refs, r.seed), progress.part(_CANDIDATES_SHARE, 1.0)
+        )
 
-        report("select", 0.5)
-        k = len(centroids)
-        el = cands.eligible
-        confidence = np.full(len(batch), np.nan)
+    def _cluster(self, r: _Round) -> None:
+        """Fit the centroids and assign candidates and reference to them."""
+        r.centroids = self._fit_centroids(r.cands, r.ref, r.state, r.seed)
+        r.labels, sims = nearest_centroid(r.cands.vectors, r.centroids)
+        r.distances = 1.0 - sims
+        r.ref_labels, r.ref_sims = nearest_centroid(r.ref.eligible_vectors, r.centroids)
+
+    def _score_and_select(self, r: _Round, progress: _StageProgress) -> None:
+        """Score confidence, measure the clusters, decide their edge ratios, plan the replay and
+        select the rest of the budget."""
+        k = len(r.centroids)
+        el = r.cands.eligible
         scorer = self._scorer()
-        confidence[el] = scorer.score([batch[i] for i in el], _within(report, "select", 0.5, 0.65))
-        duplicates = self._near_duplicates(cands, labels, distances, k)
-        stats = measure_clusters(
-            labels[el],
-            distances[el],
-            duplicates[el],
+        r.confidence = np.full(len(r.batch), np.nan)
+        scoring = progress.part(0.0, _SCORING_SHARE)
+        r.confidence[el] = scorer.score([r.batch[i] for i in el], scoring)
+        r.duplicates = np.zeros(len(r.batch), dtype=bool)
+        r.duplicates[el] = near_duplicates_by_cluster(
+            r.cands.vectors[el], r.labels[el], r.distances[el], k,
+            self.config.quality.near_duplicate_eps,
+        )
+        r.stats = measure_clusters(
+            r.labels[el],
+            r.distances[el],
+            r.duplicates[el],
             k,
-            ref_labels if len(ref_labels) else None,
-            1.0 - ref_sims,
-            state.baseline_dispersion,
+            r.ref_labels if len(r.ref_labels) else None,
+            1.0 - r.ref_sims,
+            r.state.baseline_dispersion,
         )
-        signal = feedback_signal(metrics, state.last_feedback)
+        r.signal = feedback_signal(r.metrics, r.state.last_feedback)
         policy = EdgeRatioPolicy(self.config.ratio)
-        decisions = [
-            policy.decide(s.dispersion, s.reference_dispersion, signal["g"], state.ratios.get(c))
-            for c, s in enumerate(stats)
+        g = r.signal["g"]
+        r.ratios = [
+            policy.decide(s.dispersion, s.reference_dispersion, g, r.state.ratios.get(c))
+            for c, s in enumerate(r.stats)
         ]
-        scores = {"source": scorer.source_, "implausible_below": None}
-        replay = Replay(self.config.replay.fraction, self.config.replay.lost_share, seed).plan(
-            budget,
-            np.array([s.share for s in stats]),
-            np.array([s.reference_share for s in stats]),
-            ref_labels,
+        r.scores = {"source": scorer.source_, "implausible_below": None}
+        r.replay = Replay(self.config.replay.fraction, self.config.replay.lost_share, r.seed).plan(
+            r.budget,
+            np.array([s.share for s in r.stats]),
+            np.array([s.reference_share for s in r.stats]),
+            r.ref_labels,
         )
-        pools, taken = self._select(
-            labels, distances, confidence, duplicates, el, stats, decisions,
-            budget - len(replay.rows), bool(refs), scores,
+        r.pools, r.taken = self._select(
+            r.labels, r.distances, r.confidence, r.duplicates, el, r.stats, r.ratios,
+            r.budget - len(r.replay.rows), bool(r.refs), r.scores,
         )
-        timings["select"] = _lap(clock) - sum(timings.values())
 
-        report("edit", 0.7)
-        centers = sorted(i for p in pools for i in p.centers)
-        edit_progress = _within(report, "edit", 0.7, 0.9)
-        edited = self._edit([batch[i].text for i in centers], seed, edit_progress)
-        timings["edit"] = _lap(clock) - sum(timings.values())
+    def _edit(self, r: _Round, progress: _StageProgress) -> None:
+        """Edit the selected centers' texts (edges are kept as they came)."""
+        r.centers = sorted(i for p in r.pools for i in p.centers)
+        texts = [r.batch[i].text for i in r.centers]
+        if not self.config.edit.enabled or not texts:
+            r.edited = [EditedText(t, [], 0) for t in texts]
+        else:
+            r.edited = TokenEditor(self.lm, self.config.edit).edit(texts, r.seed, progress)
 
-        report("health", 0.9)
-        result_decisions = _decisions(
-            batch, cands.reasons, labels, distances, pools, centers, edited
+    def _health(self, r: _Round) -> None:
+        """Decide every sample, then measure the round's health."""
+        r.decisions = _decisions(
+            r.batch, r.cands.reasons, r.labels, r.distances, r.pools, r.centers, r.edited
         )
-        selected = [d.selected for d in result_decisions]
-        sel_idx = np.flatnonzero(selected)
-        health, entry = round_health(
-            labels=labels[el],
-            embeddings=cands.eligible_vectors,
-            dispersion={c: s.dispersion for c, s in enumerate(stats) if s.size},
-            baseline=state.baseline_dispersion,
-            selected_texts=[result_decisions[i].text for i in sel_idx],
-            selected_embeddings=cands.vectors[sel_idx],
-            reference_embeddings=ref.eligible_vectors if len(ref.eligible) else None,
-            reference_labels=ref_labels if len(ref_labels) else None,
-            k=k,
-            history=state.history,
-            round_index=state.round,
+        el = r.cands.eligible
+        sel_idx = np.flatnonzero([d.selected for d in r.decisions])
+        r.health, r.entry = round_health(
+            labels=r.labels[el],
+            embeddings=r.cands.eligible_vectors,
+            dispersion={c: s.dispersion for c, s in enumerate(r.stats) if s.size},
+            baseline=r.state.baseline_dispersion,
+            selected_texts=[r.decisions[i].text for i in sel_idx],
+            selected_embeddings=r.cands.vectors[sel_idx],
+            reference_embeddings=r.ref.eligible_vectors if len(r.ref.eligible) else None,
+            reference_labels=r.ref_labels if len(r.ref_labels) else None,
+            k=len(r.centroids),
+            history=r.state.history,
+            round_index=r.state.round,
             config=self.config.health,
             seed=self.config.seed,  # constant per run: the MMD's reference sample stays put
         )
-        timings["health"] = _lap(clock) - sum(timings.values())
-        timings["total"] = _lap(clock)
 
+    def _result(self, r: _Round, timings: dict[str, float]) -> RoundResult:
         clusters = [
-            _cluster_report(c, s, d, pools[c], int(taken[c]), int(replay.per_cluster[c]))
-            for c, (s, d) in enumerate(zip(stats, decisions, strict=True))
+            _cluster_report(c, s, d, r.pools[c], int(r.taken[c]), int(r.replay.per_cluster[c]))
+            for c, (s, d) in enumerate(zip(r.stats, r.ratios, strict=True))
         ]
-        new_state = self._advance(state, centroids, stats, decisions, metrics, entry)
         rejected: dict[str, int] = {}
-        for d in result_decisions:
+        for d in r.decisions:
             if d.reason and d.reason != "not_selected":
                 rejected[d.reason] = rejected.get(d.reason, 0) + 1
-        result = RoundResult(
-            round=state.round,
-            budget=budget,
-            selected=int(sum(selected)),
-            decisions=result_decisions,
+        ref = r.ref
+        return RoundResult(
+            round=r.state.round,
+            budget=r.budget,
+            selected=sum(1 for d in r.decisions if d.selected),
+            decisions=r.decisions,
             clusters=clusters,
-            feedback_signal=signal,
-            health=health,
-            edit_stats=_edit_stats(edited),
-            scores=scores,
+            feedback_signal=r.signal,
+            health=r.health,
+            edit_stats=_edit_stats(r.edited),
+            scores=r.scores,
             replay=[
                 SampleDecision(
                     id=ref.samples[ref.eligible[i]].id, selected=True, role="replay",
-                    cluster=int(ref_labels[i]), distance=round(float(1.0 - ref_sims[i]), 6),
+                    cluster=int(r.ref_labels[i]), distance=round(float(1.0 - r.ref_sims[i]), 6),
                     text=ref.samples[ref.eligible[i]].text, edits=[], reason=None,
                 )
-                for i in replay.rows
+                for i in r.replay.rows
             ],
             rejected=rejected,
-            timings={k_: round(v, 4) for k_, v in timings.items()},
+            timings=timings,
         )
-        report("done", 1.0)
-        return result, new_state
 
-    # -- steps ---------------------------------------------------------------------------
+    def _advance(self, r: _Round) -> RunState:
+        """The run's state after this round (a new object)."""
+        new = copy.deepcopy(r.state)
+        new.round = r.state.round + 1
+        new.embedding_model = self.embedder.name
+        new.centroids = r.centroids
+        for c, (s, d) in enumerate(zip(r.stats, r.ratios, strict=True)):
+            if s.size >= 2:
+                new.baseline_dispersion.setdefault(c, s.dispersion)
+            if s.size:
+                new.ratios[c] = d.ratio
+        if r.metrics is not None:
+            new.last_feedback = r.metrics
+        new.history.append(r.entry)
+        return new
+
+    # -- steps the stages call ---------------------------------------------------------
 
     def _check_state(self, state: RunState) -> None:
         if state.embedding_model is not None and state.embedding_model != self.embedder.name:
@@ -237,7 +390,7 @@ class Curator:
                 f"the embedding model has {self.embedder.dim}"
             )
 
-    def _embed(self, samples: list[Sample], progress: FractionDone) -> _Embedded:
+    def _embed_batch(self, samples: list[Sample], progress: FractionDone) -> _Embedded:
         reasons = [degenerate_reason(s.text, self.config.quality) for s in samples]
         vectors = (
             self.embedder.encode([s.text for s in samples], progress)
@@ -275,21 +428,6 @@ class Curator:
         return ConfidenceScorer(
             (lambda: self.lm) if cfg.lm_fallback else None, cfg.max_tokens, cfg.batch_size
         )
-
-    def _near_duplicates(
-        self, cands: _Embedded, labels: np.ndarray, distances: np.ndarray, k: int
-    ) -> np.ndarray:
-        """SemDeDup within each cluster, nearest to the centroid kept: one mask for centers and
-        edges alike."""
-        el = cands.eligible
-        order = el[np.argsort(distances[el], kind="stable")]
-        duplicates = np.zeros(len(cands.samples), dtype=bool)
-        for c in range(k):
-            members = order[labels[order] == c]
-            duplicates[members] = near_duplicate_mask(
-                cands.vectors[members], self.config.quality.near_duplicate_eps
-            )
-        return duplicates
 
     def _select(
         self,
@@ -343,37 +481,6 @@ class Curator:
         taken = select_all(pools, quotas, weights, budget, allocate)
         return pools, taken
 
-    def _edit(self, texts: list[str], seed: int, progress: FractionDone) -> list[EditedText]:
-        if not self.config.edit.enabled or not texts:
-            return [EditedText(t, [], 0) for t in texts]
-        return TokenEditor(self.lm, self.config.edit).edit(texts, seed, progress)
-
-    def _advance(
-        self,
-        state: RunState,
-        centroids: np.ndarray,
-        stats: list[ClusterStats],
-        decisions: list[RatioDecision],
-        metrics: dict[str, float] | None,
-        entry: dict[str, Any],
-    ) -> RunState:
-        new = copy.deepcopy(state)
-        new.round = state.round + 1
-        new.embedding_model = self.embedder.name
-        new.centroids = centroids
-        for c, (s, d) in enumerate(zip(stats, decisions, strict=True)):
-            if s.size >= 2:
-                new.baseline_dispersion.setdefault(c, s.dispersion)
-            if s.size:
-                new.ratios[c] = d.ratio
-        if metrics is not None:
-            new.last_feedback = metrics
-        new.history.append(entry)
-        return new
-
-
-def _lap(start: float) -> float:
-    return time.perf_counter() - start
 
 
 def _decisions(
@@ -428,11 +535,6 @@ def _cluster_report(
         edge_ratio=d,
         replayed=replayed,
     )
-
-
-def _within(report: Progress, stage: str, start: float, end: float) -> FractionDone:
-    """A stage's own 0..1 progress, reported as the round's progress between start and end."""
-    return lambda fraction: report(stage, start + (end - start) * fraction)
 
 
 def _edit_stats(edited: list[EditedText]) -> EditStats:

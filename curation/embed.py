@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 
 from curation.lm import cpu_has_native_bf16
+from curation.lru import LRUCache
 from curation.types import FractionDone
 
 Dtype = Literal["auto", "bf16", "fp32"]
@@ -53,10 +53,13 @@ class Embedder:
         self.name = name
         self.precision = precision
         self.batch_size = batch_size
-        self.cache_size = cache_size
         self.chunk_size = chunk_size  # the most texts between two progress reports
         self.chunk_seconds = chunk_seconds  # the time a chunk aims at, whatever the CPU
-        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._cache: LRUCache[bytes, np.ndarray] = LRUCache(cache_size)
+
+    @property
+    def cache_size(self) -> int:
+        return self._cache.capacity
 
     @property
     def dim(self) -> int:
@@ -68,19 +71,21 @@ class Embedder:
         ``progress`` gets the fraction of new texts encoded after every chunk.
         """
         keys = [hashlib.sha1(t.encode("utf-8", "surrogatepass")).digest() for t in texts]
+        known: dict[bytes, np.ndarray] = {}
         missing: dict[bytes, str] = {}
         for key, text in zip(keys, texts, strict=True):
-            if key not in self._cache and key not in missing:
-                missing[key] = text
+            if key not in known and key not in missing:
+                vector = self._cache.get(key)
+                if vector is None:
+                    missing[key] = text
+                else:
+                    known[key] = vector
         fresh = self._encode_new(missing, progress)
+        self._cache.update(fresh)
+        known.update(fresh)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for i, key in enumerate(keys):
-            vector = fresh.get(key)
-            if vector is None:
-                vector = self._cache[key]
-                self._cache.move_to_end(key)
-            out[i] = vector
-        self._remember(fresh)
+            out[i] = known[key]
         return out
 
     def _encode_new(
@@ -124,14 +129,6 @@ class Embedder:
         fits = self.chunk_size if per_text <= 0 else int(self.chunk_seconds / per_text)
         batches = max(1, math.floor(fits / floor))
         return min(self.chunk_size, batches * floor)
-
-    def _remember(self, fresh: dict[bytes, np.ndarray]) -> None:
-        if self.cache_size <= 0:
-            return
-        for key, vector in fresh.items():
-            self._cache[key] = vector
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
 
 
 def load_embedder(

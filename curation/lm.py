@@ -15,8 +15,6 @@ import importlib.util
 import os
 import shutil
 import tempfile
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from curation.lru import LRUCache
 from curation.types import CurationInputError, FractionDone
 
 if TYPE_CHECKING:  # torch and transformers load on first use: `import curation` stays light
@@ -72,9 +71,11 @@ class CausalLM:
         self.name = name
         self.model = model
         self.tokenizer = tokenizer
-        self.cache_size = cache_size
-        self._perplexity_cache: OrderedDict[bytes, float] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self._perplexity_cache: LRUCache[bytes, float] = LRUCache(cache_size)
+
+    @property
+    def cache_size(self) -> int:
+        return self._perplexity_cache.capacity
 
     @property
     def max_positions(self) -> int:
@@ -161,27 +162,22 @@ class CausalLM:
         texts = _check_texts(texts)
         self._check_limits(max_tokens, batch_size)
         keys = [_cache_key(t, max_tokens) for t in texts]
-        with self._cache_lock:
-            known = {k: self._perplexity_cache[k] for k in keys if k in self._perplexity_cache}
+        known: dict[bytes, float] = {}
+        for k in keys:
+            value = self._perplexity_cache.get(k)
+            if value is not None:
+                known[k] = value
         todo = {k: t for k, t in zip(keys, texts, strict=True) if k not in known}
         if todo:
             scores = self.score(list(todo.values()), max_tokens, batch_size, progress=progress)
             fresh = {k: s.perplexity() for k, s in zip(todo, scores, strict=True)}
             known.update(fresh)
-            self._remember(fresh)
+            self._perplexity_cache.update(fresh)
         return np.array([known[k] for k in keys], dtype=np.float64)
 
     def _check_limits(self, max_tokens: int, batch_size: int) -> None:
         check_int("max_tokens", max_tokens, 1, self.max_positions)
         check_int("batch_size", batch_size, 1)
-
-    def _remember(self, values: dict[bytes, float]) -> None:
-        with self._cache_lock:
-            for key, value in values.items():
-                self._perplexity_cache[key] = value
-                self._perplexity_cache.move_to_end(key)
-            while len(self._perplexity_cache) > self.cache_size:
-                self._perplexity_cache.popitem(last=False)
 
 
 def load_causal_lm(

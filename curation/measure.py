@@ -50,6 +50,20 @@ def near_duplicate_mask(embeddings: np.ndarray, eps: float) -> np.ndarray:
     return mask
 
 
+def near_duplicates_by_cluster(
+    vectors: np.ndarray, labels: np.ndarray, distances: np.ndarray, k: int, eps: float
+) -> np.ndarray:
+    """SemDeDup within each cluster ``0..k-1``: :func:`near_duplicate_mask` over its members
+    ordered nearest to the centroid first (ties in row order), so the kept copy of a group is its
+    most central one. One mask for centers and edges alike."""
+    order = np.argsort(distances, kind="stable")
+    mask = np.zeros(len(vectors), dtype=bool)
+    for c in range(k):
+        members = order[labels[order] == c]
+        mask[members] = near_duplicate_mask(vectors[members], eps)
+    return mask
+
+
 def measure_clusters(
     labels: np.ndarray,
     distances: np.ndarray,

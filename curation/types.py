@@ -54,14 +54,21 @@ class Sample:
 def coerce_samples(items: Sequence[Sample | Mapping[str, Any]], what: str) -> list[Sample]:
     """Validate a batch: each item has a string id and text, ids are unique."""
     samples = [Sample.coerce(item, i) for i, item in enumerate(items)]
-    seen: dict[str, int] = {}
+    first_seen: dict[str, str] = {}
     for i, s in enumerate(samples):
-        if s.id in seen:
-            raise CurationInputError(
-                f"{what} {i}: duplicate id {s.id!r} (first at {what} {seen[s.id]})"
-            )
-        seen[s.id] = i
+        check_new_id(first_seen, s.id, f"{what} {i}", f"at {what} {i}")
     return samples
+
+
+def check_new_id(first_seen: dict[str, str], sample_id: str, where: str, here: str) -> None:
+    """Sample ids are unique within a batch: the one check, for the engine's batches, the API's
+    and the CLI's files. Each caller names places its own way ("at samples[3]", "on line 4").
+
+    Records that ``sample_id`` was first seen ``here``; if it was seen before, raises a
+    :class:`CurationInputError` at ``where`` that names the first place."""
+    first = first_seen.setdefault(sample_id, here)
+    if first != here:
+        raise CurationInputError(f"{where}: duplicate id {sample_id!r} (first {first})")
 
 
 def generator_confidence(item: Mapping[str, object], label: str) -> float | None:
@@ -175,6 +182,8 @@ class ClusterReport:
     reference_share: float
     near_duplicates: int
     rejected: int
+    # Samples taken from this cluster (selected_center + selected_edge), after dry clusters'
+    # shortfall was passed on: not the allocated quota. Named so in the API's round results.
     quota: int
     selected_center: int
     selected_edge: int

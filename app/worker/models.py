@@ -7,7 +7,6 @@ the engine's defaults with the server's models.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import astuple
 from typing import Any, TypeVar
@@ -17,6 +16,7 @@ from curation import CurationConfig, Curator
 from curation.config import EmbedConfig
 from curation.embed import Embedder, load_embedder
 from curation.lm import CausalLM, load_causal_lm
+from curation.lru import LRUCache
 
 log = logging.getLogger("dces.engine")
 WARMUP_TEXTS = (
@@ -43,8 +43,8 @@ class EngineModels:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._embedders: OrderedDict[tuple[Any, ...], Embedder] = OrderedDict()
-        self._lms: OrderedDict[str | None, CausalLM] = OrderedDict()
+        self._embedders: LRUCache[tuple[Any, ...], Embedder] = LRUCache(settings.max_loaded_models)
+        self._lms: LRUCache[str | None, CausalLM] = LRUCache(settings.max_loaded_models)
         self.loaded: dict[str, list[str]] = {"embedders": [], "lms": []}
 
     def load_defaults(self) -> None:
@@ -75,15 +75,14 @@ class EngineModels:
     def _lm(self, name: str | None) -> CausalLM:
         return self._get(self._lms, name, lambda: load_causal_lm(name))
 
-    def _get(self, cache: OrderedDict[Any, M], key: Any, load: Callable[[], M]) -> M:
-        if key in cache:
-            cache.move_to_end(key)
-            return cache[key]
+    def _get(self, cache: LRUCache[Any, M], key: Any, load: Callable[[], M]) -> M:
+        model = cache.get(key)
+        if model is not None:
+            return model
         log.info("loading model", extra={"model": str(key)})
-        cache[key] = load()
-        while len(cache) > self.settings.max_loaded_models:
-            cache.popitem(last=False)
+        model = load()
+        cache.put(key, model)
         # /info reads this from the event loop: replace the dict, never mutate what it reads.
         self.loaded = {"embedders": [e.name for e in self._embedders.values()],
                        "lms": [lm.name for lm in self._lms.values()]}
-        return cache[key]
+        return model

@@ -47,18 +47,14 @@ class TaskContext:
             raise Interrupted("the caller went away")
         if self._worker.past_deadline():
             raise Interrupted("the service is shutting down")
-        if self._task.on_progress is not None:
-            self._task.on_progress(stage, fraction)
 
 
 class Task(Generic[T]):
     """A unit of model work; ``future`` resolves with ``fn``'s return value or exception."""
 
-    def __init__(self, name: str, fn: Callable[[TaskContext], T],
-                 on_progress: Callable[[str, float], None] | None = None) -> None:
+    def __init__(self, name: str, fn: Callable[[TaskContext], T]) -> None:
         self.name = name
         self.fn = fn
-        self.on_progress = on_progress
         self.future: Future[T] = Future()
         self.cancelled = threading.Event()
 
