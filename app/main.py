@@ -24,6 +24,7 @@ from app.api.docs import install_docs
 from app.api.observe import RequestObserver
 from app.api.problem_responses import install_problem_handlers
 from app.api.routes import curate, jobs, ops, rounds, runs, uploads
+from app.api.ui import install_ui
 from app.metrics import Metrics
 from app.service.rounds import RoundService
 from app.settings import Settings
@@ -58,7 +59,7 @@ def build_services(settings: Settings) -> Services:
         return models
 
     worker = ModelWorker(load_models, settings.queue_size, settings.worker_nice)
-    metrics = Metrics(lambda: worker.depth, lambda: worker.alive)
+    metrics = Metrics(lambda: worker.depth, lambda: worker.alive, settings.metrics_runs)
     runner = RoundRunner(settings, jobs, worker, metrics)
     return Services(
         settings=settings, db=db, runs=RunStore(db), reference=ReferenceStore(db),
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     install_problem_handlers(app)
     install_docs(app)
+    install_ui(app)
     app.include_router(ops.router)
     if settings.fault_injection:
         app.post("/debug/crash-worker", include_in_schema=False)(ops.crash_worker)

@@ -2,7 +2,8 @@
 
 Each app has its own registry (tests and benchmarks may build several apps in one process).
 Request metrics are labelled by route template (``/v1/runs/{run_id}``), never by raw path, so
-their cardinality stays bounded.
+their cardinality stays bounded; per-run collapse metrics (:mod:`app.run_metrics`) keep a ``run``
+label only for the most recent runs.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ from prometheus_client import (
     generate_latest,
 )
 
+from app.run_metrics import RunMetrics
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 ROUND_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 
 class Metrics:
-    def __init__(self, queue_depth: Callable[[], int], worker_up: Callable[[], bool]) -> None:
+    def __init__(self, queue_depth: Callable[[], int], worker_up: Callable[[], bool],
+                 runs_with_series: int) -> None:
         r = self.registry = CollectorRegistry()
         self.requests = Counter("dces_http_requests", "HTTP requests by route and status.",
                                 ["method", "route", "status"], registry=r)
@@ -48,6 +52,7 @@ class Metrics:
                                registry=r)
         self.jobs = Counter("dces_jobs_finished", "Round jobs finished, by outcome.", ["status"],
                             registry=r)
+        self.runs = RunMetrics(r, runs_with_series, ROUND_BUCKETS)
 
     def observe_round(self, result: dict[str, Any], kind: str) -> None:
         """Count a curated round from its ``RoundResult.to_dict()``."""

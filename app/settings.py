@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     # -- operations ---------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
+    metrics_runs: int = Field(
+        default=20, ge=0, le=10_000,
+        description="Runs with their own series (label `run`) on /metrics: the ones that "
+                    "committed a round most recently; older runs' series are removed. 0: none.")
     fault_injection: bool = Field(
         default=False,
         description="Expose POST /debug/crash-worker and /debug/raise-error (tests only).",

@@ -7,7 +7,8 @@
 #   the service's network namespace (the k8s pod topology) → one round through the published
 #   port, with SIGTERM sent while it runs: answered, then a graceful exit → a new container on
 #   the same volume still has the round (and replays it by idempotency key) → threads follow a
-#   --cpus limit → healthy by its HEALTHCHECK with --network=none --read-only.
+#   --cpus limit → healthy by its HEALTHCHECK with --network=none --read-only, and /ui with
+#   every asset it loads answers there.
 # Caches between runs: the Debian base, the python:3.11-slim stand-in and the image's layers.
 # The last line is `SMOKE PASS` or `SMOKE FAIL: <reason>`.
 #
@@ -355,6 +356,14 @@ log "--cpus=1 on $(nproc) cores: torch and faiss use 1 thread"
 start "$TAG-c" --network=none --read-only
 wait_until "$TAG-c" "podman healthcheck run $TAG-c"
 log "--network=none --read-only: ready, HEALTHCHECK healthy"
+# The dashboard and every asset it loads come from the image (no CDN to reach from here).
+for path in /ui /ui/static/ui.css /ui/static/main.js /ui/static/api.js /ui/static/charts.js \
+    /ui/static/clusters.js /ui/static/dom.js /ui/static/samples.js \
+    /ui/static/vendor/chart.umd.min.js /ui/static/vendor/chart.js-LICENSE.md; do
+    podman exec "$TAG-c" python /usr/local/bin/dces-healthcheck "$path" \
+        || fail "--network=none: GET $path is not 200"
+done
+log "--network=none: /ui and its assets answer 200"
 
 echo "smoke: image $IMAGE $((IMAGE_BYTES / 1000000)) MB, build ${BUILD_S} s, cold start ${COLD_S} s," \
     "memory $MEM, SIGTERM to exit ${STOP_S} s, smoke ${SECONDS} s"

@@ -18,6 +18,8 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+# playwright (test extra) drives Debian's Chromium (scripts/browser.sh), never a download.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 pip install --upgrade pip
 pip install "torch==2.13.0"
 # One resolve: the local client satisfies the project's dces-client pin (it is on no index).

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the test suite. `--slow` runs the slow scenarios only.
+# The dashboard tests drive Debian's Chromium, installed by scripts/browser.sh when missing.
 # The PostgreSQL cases run on a throwaway server (scripts/postgres.sh), stopped on exit; set
 # DCES_TEST_DATABASE_URL to use a server of your own instead.
 set -euo pipefail
@@ -13,6 +14,8 @@ if [ "${1:-}" = "--slow" ]; then
 else
   .venv/bin/python -m ruff check .
   .venv/bin/python -m mypy
+  bash scripts/browser.sh >/dev/null \
+    || echo "test.sh: no Chromium (scripts/browser.sh failed): the dashboard tests will skip" >&2
 fi
 if [ -z "${DCES_TEST_DATABASE_URL:-}" ]; then
   pgdir=$(mktemp -d)

@@ -16,6 +16,7 @@ from app.store.records import FeedbackSource, JobRecord, JobStatus, UploadStatus
 from curation.types import GENERATOR_FIELDS, Role, generator_confidence
 
 MAX_INT = 2**31 - 1  # any integer that reaches the database fits every SQL INTEGER
+MAX_PAGE = 10_000  # samples in one page of a round
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Metrics = dict[Annotated[str, Field(min_length=1, max_length=200)], FiniteFloat]
 
@@ -147,8 +148,10 @@ class SampleDecisionOut(BaseModel):
 
 
 class SampleFilter(BaseModel):
-    """Query filters of ``GET /rounds/{n}``: they keep the ``samples`` whose fields equal every
-    given value. An unknown parameter is a 422, so a misspelt filter never returns everything."""
+    """Query parameters of ``GET /rounds/{n}``: the filters keep the ``samples`` whose fields
+    equal every given value, then ``offset``/``limit`` page through them (a browser shows a
+    page of a 100k-sample round, not all of it). An unknown parameter is a 422, so a misspelt
+    filter never returns everything."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -157,10 +160,13 @@ class SampleFilter(BaseModel):
     selected: bool | None = Field(None, description="Only selected (true) or unselected (false).")
     reason: str | None = Field(None, min_length=1, max_length=64, description=(
         "Only samples with this reason, e.g. 'not_selected', 'near_duplicate', 'too_short'."))
+    offset: int = Field(0, ge=0, le=MAX_INT, description="Skip this many matching samples.")
+    limit: int | None = Field(None, ge=1, le=MAX_PAGE, description=(
+        "At most this many samples (default: all). `X-Total-Count` says how many matched."))
 
     def active(self) -> dict[str, Any]:
         """The filters that were given, as {field: value}; empty when none was."""
-        return self.model_dump(exclude_none=True)
+        return self.model_dump(exclude_none=True, exclude={"offset", "limit"})
 
 
 class RoundOut(BaseModel):

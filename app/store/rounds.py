@@ -1,7 +1,7 @@
 """Committed rounds, read: summaries, the stored result, the latest clusters, health over time.
 
 A round is written with its job, in one transaction (:meth:`app.store.jobs.JobStore.commit_round`);
-reads other than :meth:`RoundStore.round_json` never parse its (large) decision list.
+only a filtered or paged :meth:`RoundStore.round_page` parses its (large) decision list.
 """
 
 from __future__ import annotations
@@ -38,21 +38,28 @@ class RoundStore:
             alerts=json.loads(r.report_json).get("health", {}).get("alerts", []),
         ) for r in rows]
 
-    def round_json(self, run_id: str, n: int, match: Mapping[str, Any] | None = None) -> str:
-        """The stored round as JSON text, assembled without re-encoding the decision list; with
-        ``match`` ({field: value}), only the samples whose fields equal every value (parsed and
-        re-encoded, so only filtered reads pay for it)."""
+    def round_json(self, run_id: str, n: int) -> str:
+        """The stored round as JSON text, assembled without re-encoding the decision list."""
+        return self.round_page(run_id, n)[0]
+
+    def round_page(self, run_id: str, n: int, match: Mapping[str, Any] | None = None,
+                   offset: int = 0, limit: int | None = None) -> tuple[str, int]:
+        """(the round as JSON text with only the samples whose fields equal every value of
+        ``match``, from ``offset`` on and at most ``limit`` of them; how many matched). Only a
+        filtered or paged read parses and re-encodes the decision list."""
         with self.db.read() as s:
             get_run_row(s, run_id)
             row = s.get(RoundRow, (run_id, n))
             if row is None:
                 raise NotFound(f"run {run_id!r} has no round {n}")
             head = dumps({**_round_meta(row), **json.loads(row.report_json)})
-            samples = row.samples_json
-        if match:
-            samples = dumps([x for x in json.loads(samples)
-                             if all(x.get(k) == v for k, v in match.items())])
-        return f'{head[:-1]},"samples":{samples}}}'
+            samples, total = row.samples_json, row.samples
+        if match or offset or limit is not None:
+            kept = [x for x in json.loads(samples)
+                    if all(x.get(k) == v for k, v in (match or {}).items())]
+            total = len(kept)
+            samples = dumps(kept[offset:None if limit is None else offset + limit])
+        return f'{head[:-1]},"samples":{samples}}}', total
 
     def latest_report(self, run_id: str) -> tuple[int, dict[str, Any]]:
         """(n, the report of round n) for the run's latest round."""

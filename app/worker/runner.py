@@ -128,6 +128,7 @@ class RoundRunner:
                         exc_info=problem_document(exc)["status"] >= 500)
             raise
         self.metrics.observe_round(result, "run")
+        self.metrics.runs.observe(inp.run_id, result)
         self.metrics.jobs.labels(JobStatus.SUCCEEDED).inc()
         log.info("round committed", extra={"job_id": job_id, "run_id": inp.run_id,
                                            "round": inp.round, "selected": result["selected"]})

@@ -1,4 +1,5 @@
-"""Offline /docs and /redoc, and the sample filters of GET /rounds/{n}, on one real server.
+"""Offline /docs and /redoc, and the sample filters and paging of GET /rounds/{n}, on one real
+server.
 
 The server requires a token, so the same process also shows that the docs pages and their
 assets stay open while /v1 does not.
@@ -131,7 +132,9 @@ def test_the_round_has_samples_for_the_filters_to_split(
     ("cluster=abc", "query.cluster"), ("cluster=-1", "query.cluster"),
     ("role=middle", "query.role"), ("selected=maybe", "query.selected"),
     ("reason=", "query.reason"), ("clutser=0", "query.clutser"),
-    ("cluster=0&selectd=false", "query.selectd"),
+    ("cluster=0&selectd=false", "query.selectd"), ("limit=0", "query.limit"),
+    ("limit=-1", "query.limit"), ("limit=many", "query.limit"), ("limit=10001", "query.limit"),
+    ("offset=-1", "query.offset"), ("offset=1.5", "query.offset"),
 ])
 def test_a_bad_or_unknown_filter_is_a_422_naming_it(
     http: httpx.Client, curated: tuple[str, httpx.Response], problem: Callable[..., Any],
@@ -144,5 +147,32 @@ def test_a_bad_or_unknown_filter_is_a_422_naming_it(
 def test_filters_are_documented_in_openapi(anonymous: httpx.Client) -> None:
     operation = anonymous.get("/openapi.json").json()["paths"][ROUND_PATH]["get"]
     query = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
-    assert set(query) == {"cluster", "role", "selected", "reason"}
+    assert set(query) == {"cluster", "role", "selected", "reason", "offset", "limit"}
     assert all(p["description"] and not p["required"] for p in query.values())
+    assert query["limit"]["schema"]["anyOf"][0]["maximum"] == 10_000
+    assert "X-Total-Count" in operation["responses"]["200"]["headers"]
+
+
+@pytest.mark.parametrize(("query", "window"), [
+    ({"limit": 7}, slice(0, 7)), ({"offset": 5, "limit": 7}, slice(5, 12)),
+    ({"offset": 55}, slice(55, None)), ({"offset": 60, "limit": 3}, slice(60, 60)),
+    ({"selected": False, "offset": 2, "limit": 4}, slice(2, 6)),
+])
+def test_offset_and_limit_page_through_the_matching_samples(
+    http: httpx.Client, curated: tuple[str, httpx.Response], query: dict[str, Any],
+    window: slice
+) -> None:
+    url, posted = curated
+    matching = [s for s in posted.json()["samples"]
+                if query.get("selected") in (None, s["selected"])]
+    params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in query.items()}
+    response = http.get(url, params=params)
+    assert response.status_code == 200, response.text
+    assert response.json()["samples"] == matching[window]
+    assert response.headers["X-Total-Count"] == str(len(matching))
+
+
+def test_an_unfiltered_round_says_how_many_samples_it_has(
+    http: httpx.Client, curated: tuple[str, httpx.Response]
+) -> None:
+    assert http.get(curated[0]).headers["X-Total-Count"] == "60"

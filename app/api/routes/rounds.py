@@ -84,13 +84,17 @@ def list_rounds(run_id: str, svc: Svc) -> dict[str, Any]:
     return {"rounds": svc.rounds.list_rounds(run_id)}
 
 
-@router.get("/rounds/{n}", responses={200: {"model": RoundOut}})
+@router.get("/rounds/{n}", responses={200: {"model": RoundOut, "headers": {"X-Total-Count": {
+    "description": "How many samples matched the filters, before offset and limit.",
+    "schema": {"type": "integer"}}}}})
 def get_round(run_id: str, n: Annotated[int, Path(ge=0, le=MAX_INT)], svc: Svc,
               filters: Annotated[SampleFilter, Query()]) -> Response:
     """A committed round (0-based, as the engine counts) with every sample's decision, or only
-    the samples that match the given filters (the rest of the round is unchanged)."""
-    return Response(svc.rounds.round_json(run_id, n, filters.active()),
-                    media_type="application/json")
+    the samples that match the given filters, paged by ``offset``/``limit`` (the rest of the
+    round is unchanged)."""
+    text, total = svc.rounds.round_page(run_id, n, filters.active(), filters.offset,
+                                        filters.limit)
+    return Response(text, media_type="application/json", headers={"X-Total-Count": str(total)})
 
 
 @router.get("/clusters", response_model=ClustersOut)

@@ -60,6 +60,7 @@ def get_run(run_id: str, svc: Svc) -> RunRecord:
 def delete_run(run_id: str, svc: Svc) -> Response:
     """Delete a run with its reference, rounds, feedback, uploads and jobs."""
     svc.runs.delete_run(run_id)
+    svc.metrics.runs.forget(run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
