@@ -1,9 +1,13 @@
 """Split a budget into per-cluster quotas that sum exactly to it.
 
-Weights are ``(1 - eta) * share**tau + eta * reference_share`` (each term normalised): ``tau < 1``
-flattens toward small clusters and the reference term protects modes of the real data that the
-candidates are losing. Quotas are capped by what each cluster can supply; a capped cluster
-passes the rest on to the others, in proportion to their weights.
+Weights are ``(1 - eta) * ((1 - surprise) * share**tau + surprise * surprise_share)
++ eta * reference_share`` (each term normalised). ``surprise_share`` is each cluster's part of the
+round's ``budget`` most surprising candidates (lowest generator confidence): the clusters the
+generator has begun to lose are those it finds surprising, and the budget follows them (the
+surprising tail is what top-p sampling truncates each generation; Gambetta et al. 2024).
+``tau < 1`` flattens toward small clusters; the reference term steers the mix toward real data.
+Quotas are capped by what each cluster can supply; a capped cluster passes the rest on to the
+others, in proportion to their weights.
 """
 
 from __future__ import annotations
@@ -11,14 +15,30 @@ from __future__ import annotations
 import numpy as np
 
 
+def surprise_shares(
+    confidence: np.ndarray, labels: np.ndarray, selectable: np.ndarray, budget: int, k: int
+) -> np.ndarray | None:
+    """How many of the ``budget`` least confident selectable candidates each cluster holds;
+    None when any confidence is unknown."""
+    if not len(selectable) or np.isnan(confidence[selectable]).any():
+        return None
+    top = selectable[np.argsort(confidence[selectable], kind="stable")[:budget]]
+    return np.bincount(labels[top], minlength=k).astype(np.float64)
+
+
 def allocation_weights(
-    shares: np.ndarray, reference_shares: np.ndarray | None, tau: float, eta: float,
-    surprise_shares: np.ndarray | None = None, kappa: float = 0.0,
+    shares: np.ndarray,
+    reference_shares: np.ndarray | None,
+    tau: float,
+    eta: float,
+    surprise: float = 0.0,
+    surprising: np.ndarray | None = None,
 ) -> np.ndarray:
-    flattened = np.power(np.clip(shares, 0.0, None), tau)
-    flattened = _normalised(flattened)
-    if surprise_shares is not None and surprise_shares.sum() > 0:
-        flattened = (1.0 - kappa) * flattened + kappa * _normalised(surprise_shares)
+    """Normalised cluster weights (the module doc's formula); a term whose input is missing
+    (no reference, no confidence) drops out."""
+    flattened = _normalised(np.power(np.clip(shares, 0.0, None), tau))
+    if surprising is not None and surprising.sum() > 0:
+        flattened = (1.0 - surprise) * flattened + surprise * _normalised(surprising)
     if reference_shares is None or reference_shares.sum() <= 0:
         return flattened
     return (1.0 - eta) * flattened + eta * _normalised(reference_shares)

@@ -60,15 +60,18 @@ class RatioConfig(Section, path="config.ratio"):
 
 @dataclass(frozen=True)
 class AllocationConfig(Section, path="config.allocation"):
-    """Per-cluster quota ∝ ``(1-eta) * share**tau + eta * reference_share``."""
+    """Per-cluster quota ∝ ``(1-eta) * ((1-surprise) * share**tau + surprise * surprise_share)
+    + eta * reference_share`` (see :mod:`curation.allocate`)."""
 
     tau: float = setting(0.5, Bound(float, 0, 1))
     # Steering the mix toward the reference (eta = 1) brought the selection's cluster mix closer
     # to real data (KL 0.75 vs 0.91) but cost held-out perplexity on the collapse benchmark
     # (620 vs 561, worse in all 3 seeds): off by default, on for a job that wants the real mix.
     eta: float = setting(0.0, Bound(float, 0, 1))
-    # EXPERIMENT: weight of the surprise mix (global top-budget by surprise).
-    kappa: float = setting(0.0, Bound(float, 0, 1))
+    # Quotas by where the round's most surprising candidates are: the clusters the generator is
+    # losing. On the collapse benchmark this is what closed the gap to `ppl_high` (final held-out
+    # ppl 513 vs 543 with quotas by share**tau, 3 seeds; bench/results/collapse-explore1.md).
+    surprise: float = setting(1.0, Bound(float, 0, 1))
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,6 @@ class ScoreConfig(Section, path="config.score"):
     lm_fallback: bool = setting(True, FLAG)
     max_tokens: int = setting(256, Bound(int, 2, 8192))
     batch_size: int = setting(16, Bound(int, 1, 1024))
-    surprising_centers: bool = setting(False, FLAG)  # EXPERIMENT
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from curation.allocate import allocate, allocation_weights
+from curation.allocate import allocate, allocation_weights, surprise_shares
 from curation.cluster import SphericalKMeans, nearest_centroid
 from curation.confidence import ConfidenceScorer
 from curation.config import CurationConfig
@@ -457,24 +457,19 @@ class Curator:
                 reasons[int(i)] = "implausible"
         pools = [
             ClusterPool(
-                eligible[labels[eligible] == c], distances, confidence, reasons, decisions[c].ratio,
-                self.config.score.surprising_centers,
+                eligible[labels[eligible] == c], distances, confidence, reasons, decisions[c].ratio
             )
             for c in range(k)
         ]
         alloc = self.config.allocation
         selectable = np.array([i for i in eligible if int(i) not in reasons], dtype=np.int64)
-        surprise = None
-        if len(selectable) and not np.isnan(confidence[selectable]).any():
-            top = selectable[np.argsort(confidence[selectable], kind="stable")[:budget]]
-            surprise = np.bincount(labels[top], minlength=k).astype(np.float64)
         weights = allocation_weights(
             np.array([s.share for s in stats]),
             np.array([s.reference_share for s in stats]) if has_reference else None,
             alloc.tau,
             alloc.eta,
-            surprise,
-            alloc.kappa,
+            alloc.surprise,
+            surprise_shares(confidence, labels, selectable, budget, k),
         )
         capacity = np.array([p.remaining for p in pools], dtype=np.int64)
         quotas = allocate(budget, weights, capacity)

@@ -1,11 +1,13 @@
 """Center/edge selection inside one cluster.
 
-Two orders over the same selectable members. **Centers** are representative and confident: the
-members ranked by distance to the centroid and by confidence (mean token log-probability), best
-mean rank first. **Edges** are diverse and surprising: the least confident first (the farthest
-first when no confidence is known). The surprising tail is exactly what top-p sampling removes
-each generation, and keeping it is what slowed collapse on the benchmark (`ppl_high` beat random
-by a third); selecting toward centroids narrows the distribution (Qiao et al. 2026).
+Two orders over the same selectable members. **Centers** are representative: the members ranked
+by distance to the centroid and by surprise (low mean token log-probability under the generator),
+best mean rank first. **Edges** are diverse and surprising: the least confident first (the
+farthest first when no confidence is known). The surprising tail is exactly what top-p sampling
+removes each generation, and keeping it is what slowed collapse on the benchmark (`ppl_high` beat
+random by a third); centers chosen for *confidence*, as the design first had it, cost held-out
+perplexity (561 vs 543 final, 3 seeds, bench/results/collapse-explore1.md), and selecting toward
+centroids narrows the distribution (Qiao et al. 2026).
 
 Before either order, near-duplicates (SemDeDup's rule, the most representative copy kept),
 distance outliers and implausible texts (the far tail of the round's own confidence
@@ -32,7 +34,6 @@ class ClusterPool:
         confidence: np.ndarray,
         reasons: dict[int, str],
         edge_ratio: float,
-        surprising_centers: bool = False,
     ):
         self.edge_ratio = edge_ratio
         self.rejected: dict[int, str] = {int(i): reasons[int(i)] for i in members
@@ -43,8 +44,7 @@ class ClusterPool:
         self._taken: set[int] = set()
         self._size = len(keep)
         # Both queues hold every selectable member; whichever role takes one first keeps it.
-        center_confidence = -confidence[keep] if surprising_centers else confidence[keep]
-        self._center_queue = iter(keep[_center_order(distances[keep], center_confidence)].tolist())
+        self._center_queue = iter(keep[_center_order(distances[keep], confidence[keep])].tolist())
         self._edge_queue = iter(keep[_edge_order(distances[keep], confidence[keep])].tolist())
 
     @property
@@ -75,12 +75,11 @@ class ClusterPool:
 
 
 def _center_order(distances: np.ndarray, confidence: np.ndarray) -> np.ndarray:
-    """Nearest and most confident first: the mean of the two ranks (distance alone when the
+    """Nearest and least confident first: the mean of the two ranks (distance alone when the
     confidence is unknown); ties by distance."""
-    by_distance = _ranks(distances)
     if np.isnan(confidence).any():
         return np.argsort(distances, kind="stable")
-    combined = by_distance + _ranks(-confidence)
+    combined = _ranks(distances) + _ranks(confidence)
     return np.lexsort((distances, combined))
 
 

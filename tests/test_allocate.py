@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from curation.allocate import allocate, allocation_weights
+from curation.allocate import allocate, allocation_weights, surprise_shares
 
 
 @pytest.mark.parametrize("budget", [1, 7, 50, 99, 100])
@@ -38,3 +38,22 @@ def test_reference_share_protects_a_mode_the_candidates_are_losing() -> None:
 def test_zero_weight_clusters_still_fill_when_nothing_else_can() -> None:
     quotas = allocate(5, np.array([1.0, 0.0]), np.array([2, 10]))
     assert quotas.tolist() == [2, 3]
+
+
+def test_surprise_shares_count_each_cluster_in_the_least_confident_budget() -> None:
+    confidence = np.array([-1.0, -5.0, -4.0, -0.5, -6.0, np.nan])
+    labels = np.array([0, 1, 1, 0, 2, 0])
+    selectable = np.array([0, 1, 2, 3, 4])  # the NaN row was rejected before
+    assert surprise_shares(confidence, labels, selectable, 3, 3).tolist() == [0, 2, 1]
+    assert surprise_shares(confidence, labels, np.arange(6), 3, 3) is None  # unknown: no term
+
+
+def test_the_budget_follows_the_surprising_clusters() -> None:
+    shares = np.array([0.9, 0.1])  # the candidates are mostly cluster 0 ...
+    surprising = np.array([20.0, 80.0])  # ... but the surprising ones are in cluster 1
+    by_share = allocate(100, allocation_weights(shares, None, 1.0, 0.0), np.array([900, 100]))
+    by_surprise = allocate(
+        100, allocation_weights(shares, None, 1.0, 0.0, 1.0, surprising), np.array([900, 100])
+    )
+    assert by_share.tolist() == [90, 10]
+    assert by_surprise.tolist() == [20, 80]

@@ -1,7 +1,8 @@
-"""The selection rules with generator scores: edges are the surprising, centers the confident and
-representative, near-duplicates and implausible texts go in either role, and quotas steer the
-selection's mix toward the reference. Real embedding model, real faiss, real fortunes; the
-confidences are the caller's (as a training job sends them), so no LM is needed."""
+"""The selection rules with generator scores: edges are the surprising, centers the representative
+and (among those) surprising, near-duplicates and implausible texts go in either role, and quotas
+steer the selection's mix toward the round's surprising clusters and the reference. Real
+embedding model, real faiss, real fortunes; the confidences are the caller's (as a training job
+sends them), so no LM is needed."""
 
 from __future__ import annotations
 
@@ -40,11 +41,14 @@ def test_edges_are_the_least_confident_of_their_cluster(
                        and d.reason == "not_selected"]
         if edges and passed_over:  # taken least confident first
             assert max(edges) <= min(passed_over)
-    edges = [conf[d.id] for d in result.decisions if d.role == "edge"]
-    centers = [conf[d.id] for d in result.decisions if d.role == "center"]
+    edges = [d for d in result.decisions if d.role == "edge"]
+    centers = [d for d in result.decisions if d.role == "center"]
     others = [conf[d.id] for d in result.decisions if not d.selected]
     assert len(edges) > len(centers) > 0  # the default leans on edges
-    assert np.mean(edges) < np.mean(others) < np.mean(centers)
+    # Edges are the most surprising; centers are the nearest, chosen among them for surprise.
+    assert np.mean([conf[d.id] for d in edges]) < np.mean([conf[d.id] for d in centers])
+    assert np.mean([conf[d.id] for d in centers]) < np.mean(others)
+    assert np.mean([d.distance for d in centers]) < np.mean([d.distance for d in edges])
 
 
 def test_confidence_changes_the_selection(curator: Curator, fortunes: list[dict]) -> None:
