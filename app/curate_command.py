@@ -10,8 +10,19 @@ from typing import TextIO
 
 from transformers.utils import logging as hf_logging
 
-from app.jsonl import AtomicFiles, read_json, read_samples
+from app.formats import (
+    STDIO,
+    Format,
+    input_format,
+    output_format,
+    output_lines,
+    read_input,
+    stage_output,
+)
+from app.formats.atomic import AtomicFiles
+from app.formats.jsonl import read_json
 from curation import CurationConfig, CurationInputError, Curator, RunState
+from curation.records import Fields
 
 
 def run_curate(
@@ -26,13 +37,20 @@ def run_curate(
     edit: bool | None,
     seed: int | None,
     quiet: bool,
+    fields: Fields,
+    chosen_format: Format | None,
 ) -> None:
     """Validate every input first, curate, then write all outputs atomically. ``edit`` None
-    leaves token editing to the config."""
+    leaves token editing to the config; ``chosen_format`` None writes the output in the format
+    of its extension, else of the input."""
     if budget < 1:
         raise CurationInputError(f"--budget: must be >= 1, got {budget}")
-    samples = read_samples(input)
-    refs = read_samples(reference) if reference else None
+    if input == STDIO and reference == STDIO:
+        raise CurationInputError("--reference: stdin ('-') is already the input")
+    target = None if output == STDIO else output  # None: stdout
+    fmt = output_format(target, chosen_format, input_format(input))
+    source = read_input(input, fields)
+    refs = read_input(reference, fields).samples if reference else None
     state = None
     if state_path is not None and state_path.exists():
         state = RunState.from_dict(read_json(state_path, "--state"))
@@ -48,17 +66,14 @@ def run_curate(
     # break them up, and would make --quiet noisy.
     hf_logging.disable_progress_bar()
     progress = None if quiet else StageLines(sys.stderr)
-    result, new_state = Curator(config).curate(samples, budget, state, refs, metrics, progress)
+    result, new_state = Curator(config).curate(
+        source.samples, budget, state, refs, metrics, progress
+    )
 
-    extras = {str(s["id"]): s for s in samples}
-    lines = []
-    for decision in result.decisions:
-        carried = {k: v for k, v in extras[decision.id].items() if k not in ("id", "text")}
-        lines.append(json.dumps({**carried, **decision.to_dict()}, ensure_ascii=False) + "\n")
     files = AtomicFiles()
     try:
-        if output is not None:
-            files.stage(output, lines)
+        if target is not None:
+            stage_output(files, target, fmt, source, result.decisions, fields)
         if report is not None:
             files.stage(report, [json.dumps(result.report(), indent=2) + "\n"])
         if state_path is not None:
@@ -67,9 +82,10 @@ def run_curate(
     except BaseException:
         files.discard()
         raise
-    if output is None:
-        sys.stdout.writelines(lines)
-    summary = f"round {result.round}: selected {result.selected}/{len(samples)} (budget {budget})"
+    if target is None:
+        sys.stdout.writelines(output_lines(source, result.decisions, fields))
+    total = len(source.samples)
+    summary = f"round {result.round}: selected {result.selected}/{total} (budget {budget})"
     print(
         f"dces curate: {summary}, edit rate {result.edit_stats.edit_rate:.2f}/100 tokens",
         file=sys.stderr,

@@ -1,9 +1,10 @@
-"""``create_app(settings)``: the FastAPI application, wired from explicit parts.
+"""``create_app(settings, model_loader)``: the FastAPI application, wired from explicit parts.
 
 The lifespan resumes or fails jobs left by a previous process, then starts the model worker,
-which loads the models in its own thread: the app answers ``/livez`` and ``/readyz`` ("loading")
-while they load. On shutdown the worker drains (see :mod:`app.worker.queue`) before the database
-closes.
+which loads the models in its own thread with ``model_loader`` (the server's default models
+unless told otherwise; the in-process tests pass one that shares the models they loaded once):
+the app answers ``/livez`` and ``/readyz`` ("loading") while they load. On shutdown the worker
+drains (see :mod:`app.worker.queue`) before the database closes.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from app.store.reference import ReferenceStore
 from app.store.rounds import RoundStore
 from app.store.runs import RunStore
 from app.store.uploads import UploadStore
-from app.worker.models import EngineModels
+from app.worker.models import ModelLoader, load_models
 from app.worker.queue import ModelWorker
 from app.worker.runner import RoundRunner
 
@@ -49,16 +50,11 @@ health. Errors are `application/problem+json` (RFC 9457). See `/info` for the li
 """
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(settings: Settings, model_loader: ModelLoader = load_models) -> Services:
     db = Database(settings.resolved_database_url)
     uploads, jobs, rounds = UploadStore(db), JobStore(db), RoundStore(db)
-
-    def load_models() -> EngineModels:
-        models = EngineModels(settings)
-        models.load_defaults()
-        return models
-
-    worker = ModelWorker(load_models, settings.queue_size, settings.worker_nice)
+    worker = ModelWorker(lambda: model_loader(settings), settings.queue_size,
+                         settings.worker_nice)
     metrics = Metrics(lambda: worker.depth, lambda: worker.alive, settings.metrics_runs)
     runner = RoundRunner(settings, jobs, worker, metrics)
     return Services(
@@ -68,9 +64,10 @@ def build_services(settings: Settings) -> Services:
         round_service=RoundService(settings, uploads, jobs, rounds, worker, runner, metrics))
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None,
+               model_loader: ModelLoader = load_models) -> FastAPI:
     settings = settings or Settings()
-    services = build_services(settings)
+    services = build_services(settings, model_loader)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -102,7 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router,
                            dependencies=[Depends(require_token), Depends(check_params)])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    if settings.api_token is not None:  # outside the body limit: a stranger learns no limit
-        app.add_middleware(BearerAuthMiddleware, token=settings.api_token)
+    if settings.api_tokens():  # outside the body limit: a stranger learns no limit
+        app.add_middleware(BearerAuthMiddleware, tokens=settings.api_tokens(),
+                           tenants=settings.tenants)
     app.add_middleware(RequestObserver, metrics=services.metrics)
     return app

@@ -6,13 +6,76 @@ can split its requests to fit; every default is safe for a loopback sidecar.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
+# The tenant of every run on a server with one token or none, and of runs from before tenants.
+DEFAULT_TENANT = "default"
+TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+TOKEN = re.compile(r"[\x21-\x7e]+")  # what an Authorization header can carry, no spaces
+
+
+class TenantTokens(BaseModel):
+    """``DCES_API_TOKENS_FILE`` as read at startup: each token with the tenant it stands for."""
+
+    model_config = {"frozen": True}
+
+    path: Path
+    tokens: tuple[tuple[SecretStr, str], ...]  # (token, tenant), in file order
+
+
+def read_tokens_file(value: Any) -> TenantTokens | None:
+    """Reads ``tenant: token`` lines (``#`` comments and blank lines skipped; a tenant may have
+    several tokens, a token only one tenant); the error names the file and the line."""
+    if value is None or isinstance(value, TenantTokens):
+        return value
+    path = Path(str(value))
+
+    def bad(where: str, message: str) -> PydanticCustomError:
+        return PydanticCustomError("tokens_file", "{where}: {message}",
+                                   {"where": where, "message": message})
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise bad(str(path), f"cannot read it ({' '.join(str(exc).split())})") from exc
+    tokens: list[tuple[SecretStr, str]] = []
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{path} line {number}"
+        tenant, colon, token = (part.strip() for part in line.partition(":"))
+        if not colon:
+            raise bad(where, "expected 'tenant: token'")
+        if not TENANT_NAME.fullmatch(tenant):
+            raise bad(where, "the tenant must be 1-64 letters, digits, '_', '.' or '-', "
+                             "starting with a letter or digit")
+        if not TOKEN.fullmatch(token):
+            raise bad(where, "the token must be printable ASCII without spaces" if token
+                             else "the token is empty")
+        if token in first_line:
+            raise bad(where, f"this token is also on line {first_line[token]}: a token must "
+                             "name one tenant")
+        first_line[token] = number
+        tokens.append((SecretStr(token), tenant))
+    if not tokens:
+        raise bad(str(path), "no 'tenant: token' line")
+    return TenantTokens(path=path, tokens=tuple(tokens))
 
 
 class Settings(BaseSettings):
@@ -27,6 +90,12 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         default=None, description="When set, every /v1 route requires this bearer token.",
     )
+    api_tokens_file: Annotated[
+        TenantTokens | None, NoDecode, BeforeValidator(read_tokens_file)] = Field(
+        default=None,
+        description="Tenants: a file of 'tenant: token' lines. Every /v1 route requires one of "
+                    "its tokens, and a run is seen only by the tenant whose token created it. "
+                    "Instead of api_token.")
 
     # -- persistence --------------------------------------------------------------------------
     data_dir: Path = Field(default=Path("data"), description="Holds the SQLite file by default.")
@@ -68,6 +137,15 @@ class Settings(BaseSettings):
     embedding_model: str | None = Field(
         default=None, description="None: the bundled all-MiniLM-L6-v2.")
     embedding_dtype: Literal["auto", "bf16", "fp32"] = "auto"
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        default="torch",
+        description="config.embed.backend of every run: torch (sentence-transformers), onnx or "
+                    "onnx-int8 (ONNX Runtime on the CPU, exported from the model on first use "
+                    "and cached under DCES_CACHE_DIR); see bench/results/embedding.md.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="Where the embedder and the LM run (config.embed.device, config.edit.device "
+                    "of every run): auto is cuda when torch sees a GPU, else cpu.")
     lm_model: str | None = Field(
         default=None, description="None: the bundled SmolLM2-135M-Instruct.")
     allowed_models: list[str] = Field(
@@ -95,11 +173,37 @@ class Settings(BaseSettings):
         description="Expose POST /debug/crash-worker and /debug/raise-error (tests only).",
     )
 
+    @field_validator("device")
+    @classmethod
+    def _cuda_is_there(cls, value: str) -> str:
+        if value == "cuda":
+            from curation.device import cuda_available
+
+            if not cuda_available():
+                raise ValueError("cuda: no CUDA device is available here (torch.cuda."
+                                 "is_available() is false); use cpu or auto")
+        return value
+
     @model_validator(mode="after")
     def _request_within_round_limit(self) -> Settings:
         if self.max_samples_per_request > self.max_samples_per_round:
             raise ValueError("max_samples_per_request must not exceed max_samples_per_round")
+        if self.api_token is not None and self.api_tokens_file is not None:
+            raise PydanticCustomError(
+                "tokens", "set DCES_API_TOKEN or DCES_API_TOKENS_FILE, not both (runs created "
+                          f"with DCES_API_TOKEN belong to the tenant '{DEFAULT_TENANT}')")
         return self
+
+    @property
+    def tenants(self) -> bool:
+        """Whether runs are kept apart by tenant (``api_tokens_file``)."""
+        return self.api_tokens_file is not None
+
+    def api_tokens(self) -> list[tuple[SecretStr, str]]:
+        """Every accepted bearer token with its tenant; empty: no auth."""
+        if self.api_tokens_file is not None:
+            return list(self.api_tokens_file.tokens)
+        return [(self.api_token, DEFAULT_TENANT)] if self.api_token is not None else []
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,10 +1,12 @@
 """DCES curation engine: embed, cluster, measure, select and edit synthetic training samples.
 
-A plain library (numpy, torch, faiss): no HTTP, no database. Start with :class:`Curator`.
+A plain library (numpy, torch, faiss): no HTTP, no database. Start with :class:`Curator`;
+:func:`curate_dataset` curates a Hugging Face ``Dataset``.
 """
 
 from curation.config import CurationConfig
 from curation.curator import Curator
+from curation.datasets_io import curate_dataset
 from curation.state import RunState
 from curation.types import (
     ClusterReport,
@@ -29,4 +31,5 @@ __all__ = [
     "RunState",
     "Sample",
     "SampleDecision",
+    "curate_dataset",
 ]

@@ -12,9 +12,14 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal, get_args
 
 from curation.bounds import Bound, ConfigError, Section, setting
+from curation.device import DEVICES, Device, check_device
 
 EmbedDtype = Literal["auto", "bf16", "fp32"]
+EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
 FLAG = Bound(bool)
+# cpu, cuda, or auto: cuda when torch sees a GPU. cuda on a machine without one is refused when
+# the config is built (ConfigError naming the setting), not when a round first loads the model.
+DEVICE = Bound(str, choices=DEVICES)
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,21 @@ class EmbedConfig(Section, path="config.embed"):
     dtype: EmbedDtype = setting("auto", Bound(str, choices=get_args(EmbedDtype)))  # noqa: RUF009
     batch_size: int = setting(64, Bound(int, 1, 4096))
     cache_size: int = setting(200_000, Bound(int, 0))
+    # torch (sentence-transformers; dtype applies), or ONNX Runtime on the CPU (dtype does
+    # not apply): onnx (fp32: the same vectors and the same round as torch fp32, 4.1x its speed
+    # on a 2-core AVX-512 EPYC) or onnx-int8 (6.4x, mean cosine 0.995 to fp32, but only ~77% of
+    # a round's selected ids in common with the fp32 round). The export is built from the
+    # model's own weights on first use and cached (bench/results/embedding.md).
+    backend: EmbedBackend = setting(  # noqa: RUF009
+        "torch", Bound(str, choices=get_args(EmbedBackend)))
+    device: Device = setting("auto", DEVICE)  # noqa: RUF009
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_device(self.device, f"{self.path}.device")
+        if self.backend != "torch" and self.device == "cuda":
+            raise ConfigError(f"{self.path}.backend", f"{self.backend} runs on the CPU only; "
+                                                      "use backend torch with device cuda")
 
 
 @dataclass(frozen=True)
@@ -139,6 +159,12 @@ class EditConfig(Section, path="config.edit"):
     whole_words: bool = setting(True, FLAG)
     max_tokens: int = setting(256, Bound(int, 2, 8192))
     batch_size: int = setting(16, Bound(int, 1, 1024))
+    # Where the LM runs (editing, and the perplexity fallback of config.score).
+    device: Device = setting("auto", DEVICE)  # noqa: RUF009
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_device(self.device, f"{self.path}.device")
 
 
 @dataclass(frozen=True)

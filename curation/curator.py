@@ -175,13 +175,14 @@ class Curator:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             cfg = self.config.embed
-            self._embedder = load_embedder(cfg.model, cfg.dtype, cfg.batch_size, cfg.cache_size)
+            self._embedder = load_embedder(cfg.model, cfg.dtype, cfg.batch_size, cfg.cache_size,
+                                           backend=cfg.backend, device=cfg.device)
         return self._embedder
 
     @property
     def lm(self) -> CausalLM:
         if self._lm is None:
-            self._lm = load_causal_lm(self.config.edit.model)
+            self._lm = load_causal_lm(self.config.edit.model, device=self.config.edit.device)
         return self._lm
 
     @property

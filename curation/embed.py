@@ -14,15 +14,25 @@ import hashlib
 import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from curation.bounds import ConfigError
+from curation.device import resolve_device
 from curation.lm import cpu_has_native_bf16
 from curation.lru import LRUCache
 from curation.types import FractionDone
 
 Dtype = Literal["auto", "bf16", "fp32"]
+# torch stays the default (bench/results/embedding.md, a 2-core AMD EPYC with AVX-512 VNNI and
+# native bf16, so not the AVX2-only CPU the 3x target names): onnx-int8 ran 6.4x fp32 torch at
+# mean cosine 0.995 but shared only ~77% of a round's selected ids with the fp32 round; onnx
+# (fp32) ran 4.1x with the same vectors and the same round (bf16 torch, today's default on
+# such a CPU, 1.8x and 86%). ONNX Runtime's speed on an AVX2-only CPU is not measured yet.
+Backend = Literal["torch", "onnx", "onnx-int8"]
+BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
 
 
 def bundled_embedding_model_path() -> str:
@@ -44,6 +54,8 @@ class Embedder:
         cache_size: int = 200_000,
         chunk_size: int = 512,
         chunk_seconds: float = 1.0,
+        backend: str = "torch",
+        device: str = "cpu",
     ):
         if chunk_size < 1:
             raise ValueError(f"chunk_size: must be >= 1, got {chunk_size}")
@@ -52,6 +64,8 @@ class Embedder:
         self.model = model
         self.name = name
         self.precision = precision
+        self.backend = backend  # torch, onnx or onnx-int8: the name stays the model's
+        self.device = device
         self.batch_size = batch_size
         self.chunk_size = chunk_size  # the most texts between two progress reports
         self.chunk_seconds = chunk_seconds  # the time a chunk aims at, whatever the CPU
@@ -136,17 +150,56 @@ def load_embedder(
     dtype: Dtype = "auto",
     batch_size: int = 64,
     cache_size: int = 200_000,
+    backend: Backend = "torch",
+    device: str = "auto",
+    cache_dir: Path | None = None,
 ) -> Embedder:
-    """Load a sentence-transformers model by local path or name; ``None`` is the bundled model."""
+    """Load a sentence-transformers model by local path or name; ``None`` is the bundled model.
+
+    ``backend``: ``torch`` (sentence-transformers, ``dtype`` applies) or ``onnx`` /
+    ``onnx-int8`` (ONNX Runtime on the CPU, fp32 / int8, exported from the model's own weights
+    on first use and cached under ``cache_dir``, see :mod:`curation.embed_onnx`). ``device``:
+    cpu, cuda or auto (cuda when torch sees a GPU). A bad value raises
+    :class:`~curation.bounds.ConfigError` naming ``config.embed.<setting>``.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError("config.embed.backend",
+                          f"must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    where = resolve_device(device, "config.embed.device")
+    if backend != "torch" and device == "cuda":
+        raise ConfigError("config.embed.backend",
+                          f"{backend} runs on the CPU only; use backend torch with device cuda")
+    if backend != "torch":
+        where = "cpu"  # device auto: the ONNX backends run on the CPU, GPU or not
+    path = name or bundled_embedding_model_path()
+    label = name or "all-MiniLM-L6-v2 (bundled)"
+    if backend != "torch":
+        return _load_onnx(path, label, backend, batch_size, cache_size, cache_dir)
     import torch
     from sentence_transformers import SentenceTransformer
 
-    path = name or bundled_embedding_model_path()
-    use_bf16 = dtype == "bf16" or (dtype == "auto" and cpu_has_native_bf16())
+    if where == "cuda":
+        use_bf16 = dtype == "bf16" or (dtype == "auto" and torch.cuda.is_bf16_supported())
+    else:
+        use_bf16 = dtype == "bf16" or (dtype == "auto" and cpu_has_native_bf16())
     kwargs = {"dtype": torch.bfloat16} if use_bf16 else {}
     try:
-        model = SentenceTransformer(path, device="cpu", model_kwargs=kwargs)
+        model = SentenceTransformer(path, device=where, model_kwargs=kwargs)
     except OSError as exc:
         raise ValueError(f"embedding model {path!r} could not be loaded: {exc}") from exc
-    label = name or "all-MiniLM-L6-v2 (bundled)"
-    return Embedder(model, label, "bf16" if use_bf16 else "fp32", batch_size, cache_size)
+    return Embedder(model, label, "bf16" if use_bf16 else "fp32", batch_size, cache_size,
+                    backend="torch", device=where)
+
+
+def _load_onnx(path: str, label: str, backend: str, batch_size: int, cache_size: int,
+               cache_dir: Path | None) -> Embedder:
+    from curation.embed_onnx import OnnxEncoder, onnx_export_dir
+
+    quantize = backend == "onnx-int8"
+    try:
+        directory = onnx_export_dir(path, quantize=quantize, cache_dir=cache_dir)
+    except OSError as exc:
+        raise ValueError(f"embedding model {path!r} could not be exported to ONNX: {exc}") from exc
+    model = OnnxEncoder(directory)
+    return Embedder(model, label, "int8" if quantize else "fp32", batch_size, cache_size,
+                    backend=backend, device="cpu")

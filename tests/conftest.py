@@ -12,6 +12,12 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Idle OpenMP threads sleep instead of spinning, as under `dces serve` (app/server.py sets it
+# before torch loads, and so must this, the first file pytest imports): the in-process service
+# tests run the app's event loop, its model worker and the test itself in this one process,
+# where spinning threads take the cores from the others (on a shared 2-core machine they slowed
+# the engine tests too, by half).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_PATH = ROOT / "examples" / "fortunes-sample.jsonl"

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.jsonl import AtomicFiles
+from app.formats.atomic import AtomicFiles
 
 # No LM scoring; editing on and made to fire (most centers, a fifth of each one's tokens
 # eligible): this module checks that edits travel through the CLI, not the editor's defaults.
@@ -78,7 +78,10 @@ def test_successive_rounds_through_a_state_file(tmp_path: Path, fortunes: list[d
         ('{"id": "a", "text": "fine text here"}\n{"id": "b", "text": \n', "line 2: malformed JSON"),
         ('{"id": "a"}\n', "line 1: missing 'text'"),
         ('{"id": "a", "text": 5}\n', "line 1: 'text' must be a string"),
-        ('{"text": "no id at all"}\n', "line 1: 'id' must be a non-empty string"),
+        ('{"id": "", "text": "an empty id"}\n',
+         "line 1: 'id' must be a non-empty string or an integer, got ''"),
+        ('{"id": true, "text": "a boolean id"}\n',
+         "line 1: 'id' must be a non-empty string or an integer, got True"),
         ('["a"]\n', "line 1: expected a JSON object"),
         (
             '{"id": "a", "text": "one text"}\n{"id": "a", "text": "two"}\n',

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from app import __version__
 from app.cli import cli
 from app.curate_command import StageLines
-from app.jsonl import AtomicFiles
+from app.formats.atomic import AtomicFiles
 
 NO_LM = {"edit": {"enabled": False}, "score": {"lm_fallback": False}}
 STAGES = ["embed", "cluster", "select", "edit", "health", "done"]

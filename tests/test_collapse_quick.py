@@ -79,10 +79,10 @@ def test_split_is_stratified_and_the_tail_is_the_smallest_quarter() -> None:
     assert split.tail == ["tiny"]
 
 
-def test_default_run_covers_the_baselines_and_every_fast_ablation() -> None:
+def test_default_run_covers_the_baselines_and_the_ablations_of_every_default() -> None:
     cfg = BenchConfig()
     assert set(STRATEGIES) - set(cfg.strategies) == {
-        "ppl_low", "dces_no_logprobs", "dces_replay", "dces_no_edit", "dces_no_match"}
+        "ppl_low", "dces_replay", "dces_no_edit", "dces_no_match", "dces_edit", "dces_match"}
     assert cfg.seeds >= 3 and cfg.generations >= 5
 
 

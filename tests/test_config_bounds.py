@@ -16,6 +16,7 @@ from service.conftest import DCESServer, assert_problem
 
 from curation.bounds import Bound, ConfigError, iter_bounds
 from curation.config import CurationConfig
+from curation.device import cuda_available
 
 BOUNDS = dict(iter_bounds(CurationConfig))
 
@@ -59,7 +60,9 @@ def edges(bound: Bound, section: Any) -> list[Any]:
     if bound.kind is bool:
         return [*values, False, True]
     if bound.kind is str:
-        return [*values, *(bound.choices or ["a-model"])]
+        # cuda is a value the bound accepts, refused on a machine without a GPU (tested below).
+        choices = [c for c in bound.choices if c != "cuda" or cuda_available()]
+        return [*values, *(choices or ["a-model"])]
     low, high = bound.limits(section)
     if low is not None:
         values.append(step(bound, low, +1) if bound.low_open else low)
@@ -116,6 +119,26 @@ def test_unknown_keys_and_non_objects_name_their_path(data: dict[str, Any], fiel
     assert caught.value.field == field
 
 
+DEVICES = [path for path in BOUNDS if path.endswith(".device")]
+
+
+@pytest.mark.skipif(cuda_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("path", DEVICES)
+def test_cuda_without_a_gpu_is_a_config_error_naming_the_setting(path: str) -> None:
+    assert DEVICES == ["config.embed.device", "config.edit.device"]
+    with pytest.raises(ConfigError) as caught:
+        CurationConfig.from_dict(override(path, "cuda"))
+    assert caught.value.field == path
+    assert "no CUDA device" in caught.value.message
+
+
+def test_onnx_backends_refuse_cuda() -> None:
+    with pytest.raises(ConfigError) as caught:
+        CurationConfig.from_dict({"embed": {"backend": "onnx-int8", "device": "cuda"}})
+    assert caught.value.field == ("config.embed.device" if not cuda_available()
+                                  else "config.embed.backend")
+
+
 @pytest.fixture(scope="module")
 def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     """One real server for every case: starting it (loading the models) is the slow part."""
@@ -135,3 +158,11 @@ def test_out_of_bound_is_422_at_run_creation(http: httpx.Client, path: str, valu
     problem = assert_problem(response, 422, path, BOUNDS[path].text)
     assert any(e["field"] == path and BOUNDS[path].text in e["message"]
                for e in problem["errors"])
+
+
+@pytest.mark.skipif(cuda_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("path", DEVICES)
+def test_cuda_without_a_gpu_is_422_at_run_creation(http: httpx.Client, path: str) -> None:
+    response = http.post("/v1/runs", json={"name": "cuda", "config": override(path, "cuda")})
+    problem = assert_problem(response, 422, path, "no CUDA device")
+    assert [e["field"] for e in problem["errors"]] == [path]

@@ -25,7 +25,8 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("worker", ("app.worker",)),
     ("service", ("app.service",)),
     ("api", ("app.api",)),
-    ("entry", ("app.main", "app.server", "app.cli", "app.curate_command", "app.jsonl")),
+    ("entry", ("app.main", "app.server", "app.cli", "app.curate_command", "app.formats",
+               "app.db_command")),
 ]
 
 

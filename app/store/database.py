@@ -15,30 +15,44 @@ and round number, a job's status) first locks that row with :data:`ROW_LOCK`: wr
 same run, upload or job queue there as they do on SQLite, and every check they make holds until
 they commit. Unique constraints stay as the last line, never as the mechanism.
 
-The file records its schema version (table ``dces_schema``): a DCES older than the file refuses
-to open it instead of failing later on a missing column. A database created before the version
-was recorded has the version-1 tables and is stamped 1.
+The schema comes from the migrations (:mod:`app.store.migrations`, Alembic): opening a database
+upgrades it to the newest revision, in one transaction that concurrent starters queue on. A
+database written before the migrations (the version-1 tables, with or without the ``dces_schema``
+marker) is stamped with the baseline revision first, then upgraded. The ``dces_schema`` version
+moves with the revisions, so a DCES older than the file refuses to open it instead of failing
+later on a missing column, and so does this one when the file has a revision it does not know.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import create_engine, event
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from app.store.tables import Base, SchemaRow
+from app.store.migrations import BASELINE, MIGRATIONS_DIR
+from app.store.tables import Base
 
-# Version 1 is the only schema so far, and there is no migration code: ``create_all`` adds missing
-# tables but never changes existing ones. A change to the tables must bump this number AND teach
-# :meth:`Database._stamp_schema` to migrate files of every older version.
-SCHEMA_VERSION = 1
+log = logging.getLogger("dces.store")
+
+# The ``dces_schema`` version of the newest revision in app/store/migrations/versions (each
+# revision sets its own): 1 is the schema from before the migrations, 2 added tenants.
+SCHEMA_VERSION = 2
+# Serialises schema upgrades on PostgreSQL (pg_advisory_xact_lock): two processes starting at
+# once on an empty database must not both create the tables.
+_MIGRATION_LOCK = 0x0DCE5_5C4E
 
 # ``with_for_update`` argument of a read-modify-write: SELECT ... FOR NO KEY UPDATE on PostgreSQL,
 # which queues other writers of the row but not inserts of rows referencing it (their foreign key
@@ -67,8 +81,13 @@ class Database:
         self.url = url
         self.engine = _make_engine(url)
         self._writer = self.engine.execution_options(dces_write=True)
-        Base.metadata.create_all(self.engine)
-        self.schema_version = self._stamp_schema()
+        try:
+            upgrade = self._upgrade_schema()
+        except BaseException:
+            self.close()
+            raise
+        self.upgraded_from: int | None = upgrade.before
+        self.schema_version, self.revision = upgrade.version, upgrade.revision
 
     @property
     def dialect(self) -> str:
@@ -88,19 +107,55 @@ class Database:
     def close(self) -> None:
         self.engine.dispose()
 
-    def _stamp_schema(self) -> int:
-        with self.write() as session:
-            row = session.get(SchemaRow, 1)
-            if row is None:
-                session.add(SchemaRow(id=1, version=SCHEMA_VERSION))
-                return SCHEMA_VERSION
-            if row.version > SCHEMA_VERSION:
-                self.close()
-                raise SchemaVersionError(
-                    f"database {self.engine.url!r}: schema version {row.version} was written by "
-                    f"a newer DCES; this one reads up to version {SCHEMA_VERSION}. Run the newer "
-                    f"DCES, or point DCES_DATABASE_URL / DCES_DATA_DIR at another database.")
-            return row.version
+    def _upgrade_schema(self) -> SchemaUpgrade:
+        """Upgrade to the newest revision in one write transaction (a failure leaves the
+        database as it was); a database of a newer DCES is refused untouched."""
+        with self._writer.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+            tables = set(inspect(conn).get_table_names())
+            before = conn.scalar(text("SELECT version FROM dces_schema WHERE id = 1")) \
+                if "dces_schema" in tables else None
+            if before is not None and before > SCHEMA_VERSION:
+                raise self._newer(f"schema version {before}")
+            script = ScriptDirectory(str(MIGRATIONS_DIR))
+            current = MigrationContext.configure(conn).get_current_revision()
+            if current is not None:
+                try:
+                    script.get_revision(current)
+                except CommandError:
+                    raise self._newer(f"schema revision {current!r}") from None
+            elif "runs" in tables:  # written before the migrations: the baseline's tables
+                if before is None:  # ... and before the version was recorded
+                    Base.metadata.tables["dces_schema"].create(conn, checkfirst=True)
+                    conn.execute(text("INSERT INTO dces_schema (id, version) VALUES (1, 1)"))
+                    before = 1
+                MigrationContext.configure(conn).stamp(script, BASELINE)
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS_DIR))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+            version = conn.scalar(text("SELECT version FROM dces_schema WHERE id = 1"))
+            revision = MigrationContext.configure(conn).get_current_revision()
+            # The newest revision must set SCHEMA_VERSION (else nothing commits).
+            assert revision is not None and revision == script.get_current_head(), revision
+            assert version == SCHEMA_VERSION, (version, revision)
+        if before != version:
+            log.info("database schema upgraded", extra={
+                "from_version": before, "to_version": version, "revision": revision})
+        return SchemaUpgrade(before, version, revision)
+
+    def _newer(self, what: str) -> SchemaVersionError:
+        return SchemaVersionError(
+            f"database {self.engine.url!r}: {what} was written by a newer DCES; this one reads "
+            f"up to version {SCHEMA_VERSION}. Run the newer DCES, or point DCES_DATABASE_URL / "
+            f"DCES_DATA_DIR at another database.")
+
+
+class SchemaUpgrade(NamedTuple):
+    before: int | None  # the version found; None: an empty database
+    version: int
+    revision: str
 
 
 def _make_engine(url: str) -> Engine:

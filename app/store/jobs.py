@@ -24,7 +24,7 @@ from app.store.feedback import posted_metrics
 from app.store.records import FeedbackSource, JobRecord, JobStatus, RoundInput
 from app.store.reference import load_reference
 from app.store.runs import get_run_row
-from app.store.tables import JobRow, RoundRow
+from app.store.tables import JobRow, RoundRow, RunRow
 from app.store.uploads import (
     drop_staged,
     stage_inline,
@@ -161,9 +161,18 @@ class JobStore:
         with self.db.read() as s:
             return _job(_job_row(s, job_id))
 
-    def list_jobs(self, run_id: str | None, status: JobStatus | None, limit: int
-                  ) -> list[JobRecord]:
+    def job_tenant(self, job_id: str) -> str | None:
+        """The tenant of the job's run; None when there is no such job (or it has no run)."""
+        with self.db.read() as s:
+            return s.scalar(select(RunRow.tenant).join(JobRow, JobRow.run_id == RunRow.id)
+                            .where(JobRow.id == job_id))
+
+    def list_jobs(self, run_id: str | None, status: JobStatus | None, limit: int,
+                  tenant: str | None = None) -> list[JobRecord]:
+        """The newest jobs: of every run, or of ``tenant``'s runs only."""
         query = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
+        if tenant is not None:
+            query = query.join(RunRow, JobRow.run_id == RunRow.id).where(RunRow.tenant == tenant)
         if run_id is not None:
             query = query.where(JobRow.run_id == run_id)
         if status is not None:

@@ -1,6 +1,10 @@
 """Runs: created with their resolved config, read with their reference count, deleted with
 everything that hangs off them.
 
+A run belongs to a tenant (:mod:`app.api.auth`): ``tenant=None`` means tenants are off and every
+run is visible; a name lists that tenant's runs only. Reads by id check the tenant in the API's
+one dependency (:meth:`RunStore.run_tenant`), not here.
+
 Round numbers are the engine's: 0-based, round ``n`` is the run's ``n+1``-th committed round and
 ``run.rounds`` is the next round's number. A run's state changes only with a committed round
 (:meth:`app.store.jobs.JobStore.commit_round`).
@@ -15,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.problems import NotFound
+from app.settings import DEFAULT_TENANT
 from app.store.database import ROW_LOCK, Database, new_id, now_iso
 from app.store.encoding import dumps, loads
 from app.store.records import RunRecord
@@ -38,10 +43,11 @@ class RunStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create_run(self, name: str | None, overrides: dict[str, Any], config: dict[str, Any]
-                   ) -> RunRecord:
-        row = RunRow(id=new_id("run"), name=name, created_at=now_iso(),
-                     overrides_json=dumps(overrides), config_json=dumps(config), rounds=0)
+    def create_run(self, name: str | None, overrides: dict[str, Any], config: dict[str, Any],
+                   tenant: str | None = None) -> RunRecord:
+        row = RunRow(id=new_id("run"), tenant=tenant or DEFAULT_TENANT, name=name,
+                     created_at=now_iso(), overrides_json=dumps(overrides),
+                     config_json=dumps(config), rounds=0)
         with self.db.write() as s:
             s.add(row)
         return _run(row, 0)
@@ -50,10 +56,18 @@ class RunStore:
         with self.db.read() as s:
             return _run(get_run_row(s, run_id), reference_count(s, run_id))
 
-    def list_runs(self, limit: int, offset: int) -> tuple[list[RunRecord], int]:
+    def run_tenant(self, run_id: str) -> str | None:
+        """The tenant the run belongs to; None when there is no such run."""
         with self.db.read() as s:
-            total = s.scalar(select(func.count()).select_from(RunRow)) or 0
-            rows = s.scalars(select(RunRow).order_by(RunRow.created_at, RunRow.id)
+            return s.scalar(select(RunRow.tenant).where(RunRow.id == run_id))
+
+    def list_runs(self, limit: int, offset: int, tenant: str | None = None
+                  ) -> tuple[list[RunRecord], int]:
+        """A page of runs, oldest first, and how many there are: all, or ``tenant``'s."""
+        where = [RunRow.tenant == tenant] if tenant is not None else []
+        with self.db.read() as s:
+            total = s.scalar(select(func.count()).select_from(RunRow).where(*where)) or 0
+            rows = s.scalars(select(RunRow).where(*where).order_by(RunRow.created_at, RunRow.id)
                              .limit(limit).offset(offset)).all()
             counts = dict(s.execute(
                 select(ReferenceRow.run_id, func.count()).group_by(ReferenceRow.run_id)

@@ -2,12 +2,17 @@
 
 JSON lives in ``Text`` columns (``*_json``) and timestamps in ISO-8601 strings, so the same tables
 work on SQLite and PostgreSQL (see :mod:`app.store.database`).
+
+The database gets these tables from the migrations (:mod:`app.store.migrations`), never from
+``create_all``: a change here needs a new revision there, and the migration test compares the two.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from app.settings import DEFAULT_TENANT
 
 
 def run_fk() -> ForeignKey:
@@ -30,6 +35,8 @@ class RunRow(Base):
     __tablename__ = "runs"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # Whose token created it (DCES_API_TOKENS_FILE); "default" with one token or none.
+    tenant: Mapped[str] = mapped_column(String(64), index=True, server_default=DEFAULT_TENANT)
     name: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[str] = mapped_column(String(40))
     overrides_json: Mapped[str] = mapped_column(Text)
@@ -121,7 +128,7 @@ class JobRow(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     # Always "round", the only kind of job; nothing reads it. Kept because version-1 files
-    # declare it NOT NULL (dropping it needs a schema migration, see SCHEMA_VERSION).
+    # declare it NOT NULL (dropping it takes a migration, see app.store.migrations).
     kind: Mapped[str] = mapped_column(String(20), default="round")
     run_id: Mapped[str | None] = mapped_column(run_fk(), index=True)
     status: Mapped[str] = mapped_column(String(12), index=True)  # a JobStatus

@@ -33,8 +33,9 @@ M = TypeVar("M")
 def base_config(settings: Settings) -> CurationConfig:
     """The defaults every run starts from: the engine's, with the server's models."""
     return CurationConfig.from_dict({
-        "embed": {"model": settings.embedding_model, "dtype": settings.embedding_dtype},
-        "edit": {"model": settings.lm_model},
+        "embed": {"model": settings.embedding_model, "dtype": settings.embedding_dtype,
+                  "backend": settings.embedding_backend, "device": settings.device},
+        "edit": {"model": settings.lm_model, "device": settings.device},
     })
 
 
@@ -44,7 +45,8 @@ class EngineModels:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._embedders: LRUCache[tuple[Any, ...], Embedder] = LRUCache(settings.max_loaded_models)
-        self._lms: LRUCache[str | None, CausalLM] = LRUCache(settings.max_loaded_models)
+        self._lms: LRUCache[tuple[str | None, str], CausalLM] = LRUCache(
+            settings.max_loaded_models)
         self.loaded: dict[str, list[str]] = {"embedders": [], "lms": []}
 
     def load_defaults(self) -> None:
@@ -65,15 +67,17 @@ class EngineModels:
         """A curator for ``config`` sharing the loaded models (LM only when the config uses it)."""
         curator = Curator(config, embedder=self._embedder(config.embed))
         if curator.uses_lm:
-            curator = Curator(config, embedder=curator.embedder, lm=self._lm(config.edit.model))
+            lm = self._lm(config.edit.model, config.edit.device)
+            curator = Curator(config, embedder=curator.embedder, lm=lm)
         return curator
 
     def _embedder(self, cfg: EmbedConfig) -> Embedder:
         return self._get(self._embedders, astuple(cfg), lambda: load_embedder(
-            cfg.model, cfg.dtype, cfg.batch_size, cfg.cache_size))
+            cfg.model, cfg.dtype, cfg.batch_size, cfg.cache_size, backend=cfg.backend,
+            device=cfg.device))
 
-    def _lm(self, name: str | None) -> CausalLM:
-        return self._get(self._lms, name, lambda: load_causal_lm(name))
+    def _lm(self, name: str | None, device: str) -> CausalLM:
+        return self._get(self._lms, (name, device), lambda: load_causal_lm(name, device=device))
 
     def _get(self, cache: LRUCache[Any, M], key: Any, load: Callable[[], M]) -> M:
         model = cache.get(key)
@@ -86,3 +90,16 @@ class EngineModels:
         self.loaded = {"embedders": [e.name for e in self._embedders.values()],
                        "lms": [lm.name for lm in self._lms.values()]}
         return model
+
+
+def load_models(settings: Settings) -> EngineModels:
+    """The server's model loader: its default models, loaded and warmed up."""
+    models = EngineModels(settings)
+    models.load_defaults()
+    return models
+
+
+# What the app factory takes (:func:`load_models` unless told otherwise): the models for a
+# server's settings. The model worker calls it in its own thread at startup, while ``/readyz``
+# says "loading"; tests pass one that hands every app the models it loaded once.
+ModelLoader = Callable[[Settings], EngineModels]

@@ -1,9 +1,18 @@
-"""Real `dces serve` processes for the service tests, on SQLite or on a real PostgreSQL.
+"""The service under test: in this process (fast), or as real `dces serve` processes.
 
-Every server is ``python -m app.server`` (what ``dces serve`` runs) on a free loopback port with
-its own data directory and SQLite file, started by :class:`DCESServer` and killed at teardown.
-Servers are module-scoped: a module starts one and shares it, because loading the models is the
-expensive part on a 2-core machine. The ``fortunes`` fixture (real text) is in tests/conftest.py.
+In-process (:class:`InProcessServer`, fixture ``start_app``): the app of ``create_app`` with its
+lifespan (recovery, the model worker thread, the drain) on an event loop of its own, sent real
+ASGI requests (httpx's ASGITransport) through every middleware and route; its own data
+directory and SQLite file, real models, faiss and threads. The models are loaded once per
+session by the server's own loader (``app.worker.models.load_models``, fixture
+``model_loader``) and handed to every app. For what the HTTP API answers.
+
+Real processes (:class:`DCESServer`, fixture ``start_server``): ``python -m app.server`` (what
+``dces serve`` runs) on a free loopback port with its own data directory and SQLite file,
+killed at teardown. For restarts, signals, kill -9, exit codes, PostgreSQL under concurrent
+requests, and what only uvicorn and its sockets do (connection handling, unparsable requests,
+a body left unread). Servers are module-scoped: loading the models is the expensive part on a
+2-core machine. The ``fortunes`` fixture (real text) is in tests/conftest.py.
 
 PostgreSQL: ``DCES_TEST_DATABASE_URL`` names a server's maintenance database (scripts/test.sh
 starts a throwaway server with scripts/postgres.sh and sets it); every user of
@@ -13,25 +22,36 @@ variable, the PostgreSQL cases of :data:`BACKENDS` are skipped and say why.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import anyio.from_thread
 import httpx
 import psycopg
 import pytest
 from sqlalchemy import make_url
 
 from dces_client import DCESClient
+
+if TYPE_CHECKING:
+    from anyio.from_thread import BlockingPortal
+    from fastapi import FastAPI
+
+    from app.api.deps import Services
+    from app.settings import Settings
+    from app.worker.models import EngineModels, ModelLoader
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 180.0
@@ -181,6 +201,163 @@ def start_server(tmp_path_factory: pytest.TempPathFactory
         if server.proc is not None and server.proc.poll() is None:
             server.proc.kill()
             server.proc.wait(30)
+
+
+class AppTransport(httpx.BaseTransport):
+    """Sends each request into an in-process app on the event loop that runs its lifespan, as a
+    connection to its server would: the body in the chunks the client sends it in, the whole
+    answer back. An unexpected error is the 500 problem a caller gets, not an exception raised
+    in the test. Closing a client leaves the app, and its other clients, alone."""
+
+    def __init__(self, app: FastAPI, portal: BlockingPortal) -> None:
+        self._asgi = httpx.ASGITransport(app, raise_app_exceptions=False)
+        self._portal = portal
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        inner = httpx.Request(request.method, request.url, headers=request.headers,
+                              stream=_Chunks(list(request.stream)))  # headers as they are
+
+        async def send() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+            response = await self._asgi.handle_async_request(inner)
+            return response.status_code, response.headers.raw, await response.aread()
+
+        status, headers, body = self._portal.call(send)
+        return httpx.Response(status, headers=headers, stream=httpx.ByteStream(body),
+                              request=request)
+
+
+class _Chunks(httpx.AsyncByteStream):
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks:
+            yield chunk
+
+
+class InProcessServer:
+    """One app of ``create_app`` in this process, with the same interface as :class:`DCESServer`
+    for what the API answers (``http()``, ``client()``, ``url``, ``settings``); ``settings`` are
+    :class:`~app.settings.Settings` fields as Python values (DCES_* variables still apply).
+
+    ``start`` runs the app's lifespan on an event loop in a thread of its own (an anyio
+    blocking portal): the model worker thread starts and takes its models from
+    ``model_loader``. Requests (:class:`AppTransport`) go through every middleware, route and
+    exception handler on that loop. ``stop`` ends the lifespan: the worker drains, the database
+    closes.
+    """
+
+    url = "http://testserver"
+
+    def __init__(self, data_dir: Path, model_loader: ModelLoader, **settings: Any) -> None:
+        self.data_dir = data_dir
+        self.settings = {"preload_lm": False, **settings}
+        self.model_loader = model_loader
+        self.app: FastAPI | None = None
+        self._running: contextlib.ExitStack | None = None
+        self._transport: AppTransport | None = None
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "dces.sqlite3"
+
+    @property
+    def transport(self) -> AppTransport:
+        """What a client of this app sends through (``httpx.Client(transport=...)``)."""
+        assert self._transport is not None, "not started"
+        return self._transport
+
+    @property
+    def services(self) -> Services:
+        assert self.app is not None, "not started"
+        services: Services = self.app.state.services
+        return services
+
+    def start(self, timeout: float = READY_TIMEOUT_S) -> InProcessServer:
+        from app.main import create_app
+        from app.settings import Settings
+
+        assert self._running is None, "already running"
+        app = self.app = create_app(Settings(data_dir=self.data_dir, **self.settings),
+                                    self.model_loader)
+        with contextlib.ExitStack() as running:
+            portal = running.enter_context(anyio.from_thread.start_blocking_portal())
+            running.enter_context(portal.wrap_async_context_manager(
+                app.router.lifespan_context(app)))
+            self._running = running.pop_all()
+        self._transport = AppTransport(app, portal)
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        with self.http() as http:
+            while time.monotonic() < deadline:
+                if http.get("/readyz").status_code == 200:
+                    return
+                worker = self.services.worker
+                if worker.status == "dead":
+                    raise RuntimeError(f"the model worker died: {worker.reason}")
+                time.sleep(0.05)
+        raise TimeoutError(f"app not ready after {timeout} s")
+
+    def stop(self) -> None:
+        """The lifespan's shutdown: the worker drains, the database closes."""
+        if self._running is not None:
+            running, self._running = self._running, None
+            running.close()
+
+    def client(self, token: str | None = None, **kwargs: Any) -> DCESClient:
+        return DCESClient(self.url, token or self.settings.get("api_token"),
+                          transport=self.transport, **kwargs)
+
+    def http(self, token: str | None = None) -> httpx.Client:
+        token = token or self.settings.get("api_token")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120,
+                            transport=self.transport)
+
+
+@pytest.fixture(scope="session")
+def model_loader() -> ModelLoader:
+    """The server's model loader, run once per session for each set of model settings: every
+    in-process app gets the same loaded models (and their embedding cache), as every request
+    to one server does. The first app to start loads them, in its model worker thread. Apps
+    live one module at a time (``start_app`` is module-scoped), so one worker thread at a time
+    uses them, as in a server."""
+    from app.worker.models import load_models
+
+    loaded: dict[tuple[Any, ...], EngineModels] = {}
+    lock = threading.Lock()
+
+    def load(settings: Settings) -> EngineModels:
+        key = (settings.embedding_model, settings.embedding_dtype, settings.embedding_backend,
+               settings.device, settings.lm_model, settings.max_loaded_models,
+               settings.preload_lm)
+        with lock:
+            if key not in loaded:
+                loaded[key] = load_models(settings)
+            return loaded[key]
+
+    return load
+
+
+@pytest.fixture(scope="module")
+def start_app(tmp_path_factory: pytest.TempPathFactory, model_loader: ModelLoader
+              ) -> Iterator[Callable[..., InProcessServer]]:
+    """``start_app(**settings)``: a started in-process app with its own data directory and
+    SQLite file, stopped when the module ends."""
+    apps: list[InProcessServer] = []
+
+    def start(**settings: Any) -> InProcessServer:
+        app = InProcessServer(tmp_path_factory.mktemp("dces-app"), model_loader, **settings)
+        apps.append(app)
+        return app.start()
+
+    yield start
+    for app in apps:
+        app.stop()
 
 
 def assert_problem(response: httpx.Response, status: int, *needles: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The HTTP API against one real server process (small limits, so every limit is reachable)."""
+"""The HTTP API against one app in this process (small limits, so every limit is reachable)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from dces_client import DCESClient, DCESError
 
-from .conftest import NO_LM, REPO, DCESServer
+from .conftest import NO_LM, REPO, InProcessServer
 
 LIMITS = {
     "max_samples_per_request": 200, "max_text_chars": 5000, "max_id_chars": 64,
@@ -24,18 +24,18 @@ LIMITS = {
 
 
 @pytest.fixture(scope="module")
-def server(start_server: Callable[..., DCESServer]) -> DCESServer:
-    return start_server(**LIMITS)
+def server(start_app: Callable[..., InProcessServer]) -> InProcessServer:
+    return start_app(**LIMITS)
 
 
 @pytest.fixture(scope="module")
-def http(server: DCESServer) -> Iterator[httpx.Client]:
+def http(server: InProcessServer) -> Iterator[httpx.Client]:
     with server.http() as client:
         yield client
 
 
 @pytest.fixture(scope="module")
-def client(server: DCESServer) -> Iterator[DCESClient]:
+def client(server: InProcessServer) -> Iterator[DCESClient]:
     with server.client() as c:
         yield c
 

@@ -1,8 +1,8 @@
-"""Offline /docs and /redoc, and the sample filters and paging of GET /rounds/{n}, on one real
-server.
+"""Offline /docs and /redoc, and the sample filters and paging of GET /rounds/{n}, on one app in
+this process.
 
-The server requires a token, so the same process also shows that the docs pages and their
-assets stay open while /v1 does not.
+The app requires a token, so the same app also shows that the docs pages and their assets stay
+open while /v1 does not.
 """
 
 from __future__ import annotations
@@ -14,26 +14,26 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import NO_LM, DCESServer
+from .conftest import NO_LM, InProcessServer
 
 TOKEN = "docs-and-filters-token"
 ROUND_PATH = "/v1/runs/{run_id}/rounds/{n}"
 
 
 @pytest.fixture(scope="module")
-def server(start_server: Callable[..., DCESServer]) -> DCESServer:
-    return start_server(api_token=TOKEN)
+def server(start_app: Callable[..., InProcessServer]) -> InProcessServer:
+    return start_app(api_token=TOKEN)
 
 
 @pytest.fixture(scope="module")
-def http(server: DCESServer) -> Iterator[httpx.Client]:
+def http(server: InProcessServer) -> Iterator[httpx.Client]:
     with server.http() as client:
         yield client
 
 
 @pytest.fixture(scope="module")
-def anonymous(server: DCESServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=60) as client:
+def anonymous(server: InProcessServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=60, transport=server.transport) as client:
         yield client
 
 

@@ -1,9 +1,12 @@
-"""Faults a probe of the running service found, each seen from outside through real HTTP.
+"""Faults a probe of the running service found, each seen from outside through HTTP.
 
 A 500 that dropped the connection silently, unstorable text outside ``text``, a traceback on an
 unusable data directory, run configs naming any file as a model, malformed or deeply nested
-bodies, and bodies read before the bearer token was checked. One server (token, fault injection,
-one extra allowed model) serves every test but the startup ones.
+bodies, and bodies read before the bearer token was checked. The settings are the same
+everywhere (token, fault injection, one extra allowed model): one app in this process answers
+the requests; one real server the tests of what happens on its sockets (a connection closed
+after a 500, a request uvicorn cannot parse, a body never sent); the startup ones run
+``dces serve`` themselves.
 """
 
 from __future__ import annotations
@@ -26,21 +29,33 @@ from app.api.run_config import resolve_config
 from app.problems import InvalidInput, problem_document
 from app.settings import Settings
 
-from .conftest import NO_LM, DCESServer
+from .conftest import NO_LM, DCESServer, InProcessServer
 
 TOKEN = "reliability-token"
 ALLOWED = "sentence-transformers/all-MiniLM-L6-v2"
 SAMPLE = {"id": "r1", "text": "A fine sentence written by a person."}
+SETTINGS = {"api_token": TOKEN, "fault_injection": True, "allowed_models": [ALLOWED]}
 
 
 @pytest.fixture(scope="module")
 def server(start_server: Callable[..., DCESServer]) -> DCESServer:
-    return start_server(api_token=TOKEN, fault_injection=True, allowed_models=json.dumps([ALLOWED]))
+    return start_server(**{**SETTINGS, "allowed_models": json.dumps([ALLOWED])})
 
 
 @pytest.fixture(scope="module")
-def http(server: DCESServer) -> Iterator[httpx.Client]:
+def server_http(server: DCESServer) -> Iterator[httpx.Client]:
     with server.http() as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def app(start_app: Callable[..., InProcessServer]) -> InProcessServer:
+    return start_app(**SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def http(app: InProcessServer) -> Iterator[httpx.Client]:
+    with app.http() as client:
         yield client
 
 
@@ -73,8 +88,9 @@ def raw_exchange(server: DCESServer, request: bytes) -> tuple[str, dict[str, str
 # -- 1. a 500 says that it closes the connection -----------------------------------------------
 
 
-def test_a_500_closes_the_connection_and_says_so(http: httpx.Client,
+def test_a_500_closes_the_connection_and_says_so(server_http: httpx.Client,
                                                  problem: Callable[..., Any]) -> None:
+    http = server_http
     response = http.post("/debug/raise-error")
     problem(response, 500, "unexpected RuntimeError")
     assert "injected fault" not in response.text

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from app.api.auth import Tenant
 from app.api.deps import Svc
 from app.api.schemas import JobOut
 from app.store.records import JobStatus
@@ -23,8 +24,9 @@ async def get_job(job_id: str, svc: Svc,
 
 
 @router.get("", response_model=dict[str, list[JobOut]])
-def list_jobs(svc: Svc, run_id: str | None = None,
+def list_jobs(svc: Svc, tenant: Tenant, run_id: str | None = None,
               status: JobStatus | None = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-    """Recent jobs, newest first, optionally of one run or in one status."""
-    return {"jobs": [JobOut.of(j) for j in svc.jobs.list_jobs(run_id, status, limit)]}
+    """Recent jobs, newest first, optionally of one run or in one status (with
+    DCES_API_TOKENS_FILE, of the caller's tenant's runs only)."""
+    return {"jobs": [JobOut.of(j) for j in svc.jobs.list_jobs(run_id, status, limit, tenant)]}

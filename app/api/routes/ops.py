@@ -48,7 +48,7 @@ def info(svc: Svc) -> dict[str, Any]:
             "loaded": svc.worker.models.loaded if svc.worker.models is not None else None,
         },
         "limits": settings.limits(),
-        "auth": settings.api_token is not None,
+        "auth": bool(settings.api_tokens()),
         "database": svc.db.dialect,
     }
 

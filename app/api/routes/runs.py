@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
+from app.api.auth import Tenant
 from app.api.checks import check_metrics, check_samples, check_strings, check_unique_ids
 from app.api.deps import Svc
 from app.api.links import run_url
@@ -34,20 +35,22 @@ Offset = Annotated[int, Query(ge=0, le=MAX_INT)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=RunOut)
-def create_run(body: RunCreate, svc: Svc, response: Response) -> RunRecord:
+def create_run(body: RunCreate, svc: Svc, response: Response, tenant: Tenant) -> RunRecord:
     """Create a run. ``config`` overrides are validated now: an unknown key or a wrong type is a
     422 naming it. The resolved config is stored, so later server upgrades do not change it."""
     check_strings(body.name, "name")
     check_strings(body.config, "config")
     config = resolve_config(svc.settings, body.config)
-    run = svc.runs.create_run(body.name, body.config, config.to_dict())
+    run = svc.runs.create_run(body.name, body.config, config.to_dict(), tenant)
     response.headers["Location"] = run_url(run.id)
     return run
 
 
 @router.get("", response_model=RunList)
-def list_runs(svc: Svc, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
-    runs, total = svc.runs.list_runs(limit, offset)
+def list_runs(svc: Svc, tenant: Tenant, limit: Limit = 100, offset: Offset = 0
+              ) -> dict[str, Any]:
+    """Runs, oldest first: with DCES_API_TOKENS_FILE, the caller's tenant's only."""
+    runs, total = svc.runs.list_runs(limit, offset, tenant)
     return {"runs": runs, "total": total}
 
 
