@@ -263,6 +263,21 @@ def markdown(r: dict[str, Any]) -> str:
         + ", ".join(f"{b} {v}×" for b, v in r["speedup_vs_default_today"].items()) + ".",
         "",
     ]
+    meets = [b for b in CANDIDATES
+             if t[b]["speedup"] >= tg["speedup"] and t[b]["cosine"]["mean"] >= tg["cosine"]
+             and rnd[b]["min"]["selected_overlap"] >= tg["selected_overlap"]]
+    lines += [
+        "Backends meeting all three on this CPU (mean cosine; overlap in every seed): "
+        + (", ".join(meets) or "none") + ".",
+        "",
+    ]
+    if m["native_bf16"] or "avx512_vnni" in m["simd"] or "avx_vnni" in m["simd"]:
+        lines += [
+            "This CPU has " + ", ".join(f for f in m["simd"] if f != "avx2") + ": not the "
+            "AVX2-only CPU without bf16 that the 3× target names. Its int8 kernels use VNNI, "
+            "and `dtype: auto` runs bf16 here; a CPU with AVX2 only is still to be measured.",
+            "",
+        ]
     return "\n".join(lines)
 
 

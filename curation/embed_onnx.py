@@ -41,15 +41,10 @@ from curation.lm import cache_root
 FORMAT = 1  # bump when the export recipe changes: older cache entries are then not used
 MODEL_FILE = "model.onnx"
 META_FILE = "dces-embed.json"
-# Texts per ONNX Runtime call: one. int8 activations are scaled per call (dynamic
-# quantisation), so in a batch a text's vector would depend on its neighbours; alone it is the
-# same in every round, and nothing is padded. Measured on a loaded 2-core AMD EPYC (texts/s,
-# int8 / fp32): 140 / 77 one at a time, 151 / 73 in 4, 109 / 51 in 8, 114 / 69 in 16.
-ORT_BATCH = 1
 # The FFN down-projections (GELU output -> hidden) of the first layers stay fp32: quantising
 # them was the largest error (one at a time, layer 0's alone cost 0.0016 of mean cosine, the
 # next largest 0.0009). Keeping layers 0-2 fp32 raised the mean cosine to fp32 from 0.9915 to
-# 0.9949 on fortunes for ~15% of the int8 speed.
+# 0.9949 on fortunes for ~15-20% of the int8 speed.
 FP32_DOWN_PROJECTIONS = 3
 
 log = logging.getLogger(__name__)
@@ -71,7 +66,7 @@ def onnx_export_dir(model_path: str, quantize: bool, cache_dir: Path | None = No
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    except PermissionError:
+    except OSError:
         # A read-only cache (a container's baked one, built on a CPU with the other int8
         # weight type): build where this user can write.
         target = Path(tempfile.gettempdir()) / f"dces-cache-{os.getuid()}" / "embed" / entry
@@ -132,8 +127,15 @@ class OnnxEncoder:
         convert_to_numpy: bool = True,
         show_progress_bar: bool = False,
     ) -> np.ndarray:
-        """(n, dim) float32 sentence vectors, in ``texts`` order, each text run on its own
-        (:data:`ORT_BATCH`; ``batch_size`` is only the most texts tokenised at once)."""
+        """(n, dim) float32 sentence vectors, in ``texts`` order; ``batch_size`` texts are
+        tokenised at once, each is run on its own.
+
+        One text per ONNX Runtime call: int8 activations are scaled per call (dynamic
+        quantisation), so in a batch a text's vector would depend on its neighbours; alone it is
+        the same in every round, and nothing is padded. Not slower: on a loaded 2-core AMD EPYC
+        (texts/s, int8 / fp32) 140 / 77 one at a time, 151 / 73 in 4, 109 / 51 in 8, 114 / 69
+        in 16.
+        """
         del convert_to_numpy, show_progress_bar  # always numpy, never a bar
         texts = list(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
