@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from bench.collapse.__main__ import main
-from bench.collapse.config import QUICK, STRATEGIES, BenchConfig
+from bench.collapse.config import DCES_STRATEGIES, QUICK, STRATEGIES, BenchConfig
 from bench.collapse.data import load_corpus, split_corpus
 from bench.collapse.report import METRICS
 from bench.collapse.strategies import FEEDBACK_METRICS
@@ -84,6 +84,10 @@ def test_default_run_covers_the_baselines_and_the_ablations_of_every_default() -
     assert set(STRATEGIES) - set(cfg.strategies) == {
         "ppl_low", "dces_replay", "dces_no_edit", "dces_no_match", "dces_edit", "dces_match"}
     assert cfg.seeds >= 3 and cfg.generations >= 5
+
+
+def test_every_dces_strategy_has_its_run_config() -> None:
+    assert {s for s in STRATEGIES if s.startswith("dces")} == set(DCES_STRATEGIES)
 
 
 def test_dces_never_sees_the_ground_truth() -> None:

@@ -44,6 +44,8 @@ DCES_STRATEGIES: dict[str, dict[str, Any]] = {
     "dces_no_logprobs": {},
     # Quotas by the candidates' cluster shares (the previous default), not the surprise mix.
     "dces_share_quotas": {"allocation": {"surprise": 0.0}},
+    # Its real share comes from replay of lost modes, not from random real data (under `anchor`).
+    "dces_replay": {"replay": {"fraction": 0.1}},
 }
 REPLAY_STRATEGIES = {"dces_replay"}
 
