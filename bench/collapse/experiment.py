@@ -8,10 +8,14 @@ data under ``anchor``/``accumulate``), is evaluated, and writes the next pool.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import pickle
+import shutil
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,9 @@ class Shared:
     labeler: CategoryLabeler
     workdir: Path
     url: str | None  # the DCES service
+    # Generation 0 of a seed is reused from here when the same setup trained it before (it is
+    # deterministic: the same setup gives the same model on one machine); None: always train.
+    gen0_cache: Path | None = None
 
 
 @dataclass
@@ -91,12 +98,44 @@ def evaluate(shared: Shared, model: GPT2LMHeadModel, texts: list[str], embed: Em
     }
 
 
+def gen0_key(shared: Shared, seed: int) -> str:
+    """What generation 0 depends on: the config but the later generations' settings, the
+    token ids of the training and test splits, and the seed."""
+    cfg = shared.cfg
+    later = {"regimes", "strategies", "generations", "gen_tokens", "gen_lr", "anchor_fraction",
+             "jobs"}
+    settings = {k: v for k, v in asdict(cfg).items() if k not in later}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    digest.update(pickle.dumps((shared.train_ids, shared.test_ids, seed)))
+    return digest.hexdigest()[:16]
+
+
 def run_gen0(shared: Shared, seed: int, embed: Embed, progress: Progress) -> Gen0:
+    """A seed's generation 0, from ``shared.gen0_cache`` when it holds this setup's."""
+    cached = None if shared.gen0_cache is None else shared.gen0_cache / gen0_key(shared, seed)
+    model_dir = shared.workdir / f"gen0-seed{seed}"
+    if cached is not None and (cached / "gen0.pkl").exists():
+        gen0: Gen0 = pickle.loads((cached / "gen0.pkl").read_bytes())
+        shutil.copytree(cached / "model", model_dir)
+        gen0.model_dir = model_dir
+        progress(f"seed {seed} generation 0 (cached)")
+        return gen0
+    gen0 = train_gen0(shared, seed, embed, model_dir)
+    if cached is not None:
+        partial = cached.with_name(cached.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(model_dir, partial / "model")
+        (partial / "gen0.pkl").write_bytes(pickle.dumps(gen0))
+        partial.rename(cached)
+    progress(f"seed {seed} generation 0")
+    return gen0
+
+
+def train_gen0(shared: Shared, seed: int, embed: Embed, model_dir: Path) -> Gen0:
     cfg = shared.cfg
     clock = Stopwatch()
     model = new_model(cfg.model, shared.tokenizer.vocab_size, seed)
     fit = train(model, shared.train_ids, cfg.gen0_tokens, cfg.batch_size, cfg.gen0_lr, seed)
-    model_dir = shared.workdir / f"gen0-seed{seed}"
     model.save_pretrained(str(model_dir))
     clock.lap("train")
     texts, ids = generate(shared, model, cfg.pool_size, task_seed("pool", seed, 0))
@@ -109,7 +148,6 @@ def run_gen0(shared: Shared, seed: int, embed: Embed, progress: Progress) -> Gen
         "train": {**fit, "docs": len(shared.train_ids)},
         "seconds": clock.laps,
     }
-    progress(f"seed {seed} generation 0")
     return Gen0(seed, model_dir, record, texts, ids)
 
 
