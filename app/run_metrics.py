@@ -36,6 +36,10 @@ class RunMetrics:
             "dces_run_reference_coverage",
             "Share of the reference's mass in clusters the latest round's candidates reach "
             "(absent when the run has no reference).", ["run"], registry=r)
+        self.lost_reference_mass = Gauge(
+            "dces_run_lost_reference_mass",
+            "Share of the reference in modes the latest round's candidates have lost (a "
+            "size-aware test; absent when the run has no reference).", ["run"], registry=r)
         self.edit_rate = Gauge("dces_run_edit_rate", "Edits per 100 tokens in the latest round.",
                                ["run"], registry=r)
         self.alerts = Gauge("dces_run_alerts", "Alerts active after the latest round, by kind.",
@@ -57,6 +61,8 @@ class RunMetrics:
             self.latest_round.labels(run_id).set(int(result.get("round", 0)))
             self._set_optional(self.effective_clusters, run_id, health.get("effective_clusters"))
             self._set_optional(self.reference_coverage, run_id, health.get("reference_coverage"))
+            self._set_optional(self.lost_reference_mass, run_id,
+                               health.get("lost_reference_mass"))
             self.edit_rate.labels(run_id).set(
                 float(result.get("edit_stats", {}).get("edit_rate", 0.0)))
             self.round_seconds.labels(run_id).observe(
@@ -75,7 +81,7 @@ class RunMetrics:
 
     def _remove(self, run_id: str, kinds: set[str]) -> None:
         for metric in (self.latest_round, self.effective_clusters, self.reference_coverage,
-                       self.edit_rate, self.round_seconds):
+                       self.lost_reference_mass, self.edit_rate, self.round_seconds):
             _discard(metric, run_id)
         for kind in kinds:
             _discard(self.alerts, run_id, kind)

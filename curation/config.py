@@ -177,7 +177,18 @@ class HealthConfig(Section, path="config.health"):
     dispersion_drop_alert: float = setting(0.4, Bound(float, 0, 1, low_open=True))
     alert_window: int = setting(3, Bound(int, 1))
     effective_clusters_drop_alert: float = setting(0.3, Bound(float, 0, 1, low_open=True))
-    min_coverage_alert: float = setting(0.7, Bound(float, 0, 1))
+    # Clusters with fewer candidates than this have a dispersion that is noise, not a signal.
+    dispersion_min_members: int = setting(20, Bound(int, 2))
+    # Mode loss (curation.modes): the candidates' missing mass against the reference, tested
+    # by permutation at mode_loss_alpha (the chance that a round of real data raises the
+    # alert); the lost modes are the clusters below lost_share x their reference share. The
+    # test draws 10 / alpha permutations (at least 999): 1e-4 costs 100,000 draws a round.
+    mode_loss_alpha: float = setting(0.001, Bound(float, 1e-4, 0.5))
+    lost_share: float = setting(0.5, Bound(float, 0, 1, low_open=True))
+    # The reference's smallest clusters holding this share of it: its tail.
+    tail_mass: float = setting(0.1, Bound(float, 0, 1, low_open=True))
+    # Lost modes holding this share of the reference make the alert critical.
+    critical_lost_mass: float = setting(0.1, Bound(float, 0, 1, low_open=True))
 
 
 @dataclass(frozen=True)

@@ -327,6 +327,7 @@ class Curator:
             round_index=r.state.round,
             config=self.config.health,
             seed=self.config.seed,  # constant per run: the MMD's reference sample stays put
+            reference_examples=_exemplars(r),
         )
 
     def _result(self, r: _Round, timings: dict[str, float]) -> RoundResult:
@@ -510,6 +511,16 @@ def _decisions(
             )
         )
     return out
+
+
+def _exemplars(r: _Round) -> dict[int, str]:
+    """Each cluster's most central reference text: what a mode-loss alert quotes."""
+    best: dict[int, tuple[float, int]] = {}
+    for row, (label, sim) in enumerate(zip(r.ref_labels.tolist(), r.ref_sims.tolist(),
+                                            strict=True)):
+        if label not in best or sim > best[label][0]:
+            best[label] = (sim, row)
+    return {c: r.ref.samples[int(r.ref.eligible[row])].text for c, (_, row) in best.items()}
 
 
 def _cluster_report(

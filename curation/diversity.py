@@ -178,15 +178,6 @@ def mmd(x: np.ndarray, y: np.ndarray, sample: int, seed: int) -> float:
     return max(value, 0.0)
 
 
-def missing_reference_clusters(
-    candidate_labels: np.ndarray, reference_labels: np.ndarray, k: int
-) -> list[int]:
-    """Cluster ids that hold reference samples but no candidate: modes the candidates lost."""
-    candidates = occupancy(candidate_labels, k, "candidate_labels")
-    reference = occupancy(reference_labels, k, "reference_labels")
-    return [int(c) for c in np.flatnonzero((reference > 0) & (candidates == 0))]
-
-
 def reference_coverage(candidate_labels: np.ndarray, reference_labels: np.ndarray, k: int) -> float:
     """Share of the reference that lies in clusters holding at least one candidate.
 

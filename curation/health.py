@@ -3,12 +3,13 @@
 :func:`round_health` composes the metric functions of :mod:`curation.diversity` into one JSON-able
 dict, and compares it with the run's history (the compact entries of earlier rounds) to raise
 plain-language alerts when collapse sets in: a cluster losing its spread, the candidates
-concentrating on fewer modes, or modes of the real data going missing.
+concentrating on fewer modes, or modes of the real data going missing (:mod:`curation.modes`:
+a test that knows the round's size, so that a small round of real data raises no alarm).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,20 +19,19 @@ from curation.diversity import (
     compression_ratio,
     distinct_n,
     effective_clusters,
-    missing_reference_clusters,
     mmd,
     occupancy,
     reference_coverage,
     vendi_score,
 )
+from curation.modes import ModeLoss, find_lost_modes
 
 # A drop this close to a threshold counts as reaching it (float noise in e.g. 1 - 0.2 / 0.5).
 _TOLERANCE = 1e-9
-# A cluster's dispersion is the mean distance of its members to the centroid: with fewer members
-# than this it is 0 or noise, and a "drop" would say nothing about collapse.
-_MIN_MEMBERS = 2
 _CRITICAL_FACTOR = 1.5
 _LISTED_CLUSTERS = 10
+_LISTED_MODES = 5  # lost modes named with an example in an alert's message
+_EXAMPLE_CHARS = 80
 
 # Earlier history entries within the alert window, each with how many rounds ago it was.
 Window = list[tuple[int, dict[str, Any]]]
@@ -80,13 +80,15 @@ def _dispersion_alerts(
     window: Window,
     baseline: dict[int, float],
     sizes: np.ndarray,
-    threshold: float,
+    config: HealthConfig,
 ) -> list[dict[str, Any]]:
-    """Per cluster, the larger drop against its baseline or its peak in the window."""
+    """Per cluster, the larger drop against its baseline or its peak in the window. A cluster's
+    dispersion is the mean distance of its members to the centroid: with few members it is
+    noise (a round of real data would alarm), so smaller clusters are skipped."""
     alerts = []
     for key, now in sorted(entry["cluster_dispersion"].items(), key=lambda kv: int(kv[0])):
         cluster = int(key)
-        if sizes[cluster] < _MIN_MEMBERS:
+        if sizes[cluster] < config.dispersion_min_members:
             continue
         references = []
         peak = _peak([(e.get("cluster_dispersion", {}).get(key), ago) for ago, e in window])
@@ -98,7 +100,7 @@ def _dispersion_alerts(
             continue
         before, when = max(references, key=lambda r: _drop(r[0], now))
         drop = _drop(before, now)
-        severity = _severity(drop, threshold)
+        severity = _severity(drop, config.dispersion_drop_alert)
         if severity:
             alerts.append(
                 _alert(
@@ -132,29 +134,74 @@ def _effective_clusters_alert(
     )
 
 
-def _coverage_alert(
-    coverage: float,
-    labels: np.ndarray,
-    reference_labels: np.ndarray,
-    k: int,
-    minimum: float,
+def _quote(text: str) -> str:
+    flat = " ".join(text.split())
+    return f"“{flat[:_EXAMPLE_CHARS]}…”" if len(flat) > _EXAMPLE_CHARS else f"“{flat}”"
+
+
+def _mode_loss_alert(
+    loss: ModeLoss, previous: list[int] | None, examples: Mapping[int, str], config: HealthConfig
 ) -> dict[str, Any] | None:
-    if coverage >= minimum:
+    """One alert naming the lost modes, the largest first, each with a real example of it."""
+    if not loss.lost:
         return None
-    shortfall, allowed = 1.0 - coverage, 1.0 - minimum
-    severity = "critical" if shortfall >= _CRITICAL_FACTOR * allowed - _TOLERANCE else "warning"
-    missing = missing_reference_clusters(labels, reference_labels, k)
-    modes = int(np.count_nonzero(occupancy(reference_labels, k, "reference_labels")))
-    listed = ", ".join(str(c) for c in missing[:_LISTED_CLUSTERS])
-    if len(missing) > _LISTED_CLUSTERS:
-        listed += ", ..."
+    severity = "critical" if loss.lost_reference_mass >= config.critical_lost_mass else "warning"
+    named = []
+    for mode in loss.depleted[:_LISTED_MODES]:
+        example = examples.get(mode.cluster)
+        named.append(
+            f"cluster {mode.cluster} ({mode.reference_share:.1%} of the reference; "
+            f"{mode.candidates} {'candidate' if mode.candidates == 1 else 'candidates'} where "
+            f"{mode.expected:.0f} were expected"
+            + (f"; e.g. {_quote(example)}" if example else "") + ")"
+        )
+    more = len(loss.depleted) - len(named)
+    new = "" if previous is None else (
+        f", {len(set(loss.clusters) - set(previous))} of them new since the last round")
     return _alert(
-        "reference_coverage",
+        "mode_loss",
         severity,
-        None,
-        f"candidates reach only {coverage:.0%} of the reference: {len(missing)} of its "
-        f"{modes} modes have no candidate (clusters {listed})",
+        loss.depleted[0].cluster,
+        f"candidates have lost {len(loss.depleted)} "
+        f"{'mode' if len(loss.depleted) == 1 else 'modes'} of the real data holding "
+        f"{loss.lost_reference_mass:.0%} of it{new} (missing mass {loss.missing_mass:.2f} "
+        f"against {loss.null_missing_mass:.2f} by chance, p = {loss.p_value:.2g}): "
+        + "; ".join(named) + (f"; and {more} more" if more > 0 else ""),
     )
+
+
+_MODE_KEYS = ("lost_modes", "lost_reference_mass", "lost_reference_mass_delta", "tail_coverage",
+              "missing_mass", "missing_mass_by_chance", "mode_loss_p", "lost_clusters")
+
+
+def _mode_metrics(loss: ModeLoss, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """The verdict (lost modes and their mass: 0 unless the test finds them) and the numbers
+    that made it."""
+    lost = loss.depleted if loss.lost else []
+    mass = loss.lost_reference_mass if loss.lost else 0.0
+    before = None if previous is None else previous.get("lost_reference_mass")
+    return {
+        "lost_modes": len(lost),
+        "lost_reference_mass": mass,
+        "lost_reference_mass_delta": None if before is None else mass - float(before),
+        "tail_coverage": loss.tail_coverage,
+        "missing_mass": loss.missing_mass,
+        "missing_mass_by_chance": loss.null_missing_mass,
+        "mode_loss_p": loss.p_value,
+        "lost_clusters": [
+            {"cluster": m.cluster, "reference_share": m.reference_share,
+             "candidates": m.candidates, "expected": m.expected}
+            for m in lost[:_LISTED_CLUSTERS]
+        ],
+    }
+
+
+def _emptied(entry: dict[str, Any], previous: dict[str, Any] | None) -> int | None:
+    """Clusters that held candidates in the previous round and hold none now."""
+    if previous is None or "cluster_counts" not in previous:
+        return None
+    now = entry["cluster_counts"]
+    return sum(1 for c, n in previous["cluster_counts"].items() if n > 0 and not now.get(c))
 
 
 def _check_rows(name: str, rows: int, other: str, expected: int) -> None:
@@ -177,6 +224,7 @@ def round_health(
     round_index: int,
     config: HealthConfig,
     seed: int,
+    reference_examples: Mapping[int, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(health, history_entry)`` of one round.
 
@@ -184,6 +232,7 @@ def round_health(
     returns, ``baseline`` each cluster's reference dispersion. ``history`` holds the entries of
     earlier rounds; the last ``config.alert_window`` rounds of it form the alert window.
     Reference metrics are None without a reference (MMD also with fewer than 2 rows per side).
+    ``reference_examples`` holds a real text per cluster, quoted in a mode-loss alert.
     """
     _check_rows("embeddings", len(embeddings), "labels", len(labels))
     _check_rows(
@@ -210,30 +259,36 @@ def round_health(
                 metrics[key] = mmd(rows, reference_embeddings, config.mmd_sample, seed)
     if reference_labels is not None and len(reference_labels) == 0:
         reference_labels = None  # an empty reference has no clusters to cover
-    if reference_labels is not None:
-        metrics["reference_coverage"] = reference_coverage(labels, reference_labels, k)
-    entry = {
-        "round": round_index,
-        **metrics,
-        "cluster_dispersion": {str(c): float(v) for c, v in sorted(dispersion.items())},
-    }
     window = [
         (ago, e)
         for e in history
         if 0 < (ago := round_index - int(e["round"])) <= config.alert_window
     ]
+    previous = next((e for ago, e in window if ago == 1), None)
+    loss = None
+    if reference_labels is not None:
+        metrics["reference_coverage"] = reference_coverage(labels, reference_labels, k)
+        loss = find_lost_modes(labels, reference_labels, k, alpha=config.mode_loss_alpha,
+                               lost_share=config.lost_share, tail_mass=config.tail_mass,
+                               seed=seed + round_index)
+        metrics.update(_mode_metrics(loss, previous))
+    else:
+        metrics.update({key: None for key in _MODE_KEYS})
+    entry = {
+        "round": round_index,
+        **{key: v for key, v in metrics.items() if key != "lost_clusters"},
+        "cluster_dispersion": {str(c): float(v) for c, v in sorted(dispersion.items())},
+        "cluster_counts": {str(c): int(n) for c, n in enumerate(sizes) if n},
+        "lost_cluster_ids": None if loss is None or not loss.lost else loss.clusters,
+    }
+    metrics["emptied_clusters"] = _emptied(entry, previous)
+    entry["emptied_clusters"] = metrics["emptied_clusters"]
     alerts = [
-        *_dispersion_alerts(entry, window, baseline, sizes, config.dispersion_drop_alert),
+        *_dispersion_alerts(entry, window, baseline, sizes, config),
         _effective_clusters_alert(entry, window, config.effective_clusters_drop_alert),
     ]
-    if reference_labels is not None:
-        alerts.append(
-            _coverage_alert(
-                metrics["reference_coverage"],
-                labels,
-                reference_labels,
-                k,
-                config.min_coverage_alert,
-            )
-        )
+    if loss is not None:
+        alerts.append(_mode_loss_alert(
+            loss, None if previous is None else previous.get("lost_cluster_ids") or [],
+            reference_examples or {}, config))
     return {**metrics, "alerts": [a for a in alerts if a is not None]}, entry

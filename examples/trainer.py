@@ -55,10 +55,21 @@ def load_by_category(path: Path) -> dict[str, list[dict[str, Any]]]:
     return dict(by_category)
 
 
+# The order in which the narrowing generator keeps categories: it drifts toward one topic (the
+# technical fortunes), the way a collapsing model drifts toward what it writes most. Narrowing by
+# arbitrary categories instead (e.g. alphabetical) leaves the text's topics as varied as before:
+# fortune files overlap in meaning, and no embedding-based test can see that narrowing in 120
+# samples (a k-nearest-neighbour two-sample test gave p = 0.1 at 10 of 41 categories).
+DRIFT = ["computers", "linux", "debian", "linuxcookie", "perl", "science", "startrek",
+         "knghtbrd", "goedel", "paradoxum", "education", "work", "news", "law", "politics",
+         "medicine", "drugs", "definitions", "disclaimer", "translate-me"]
+
+
 def generate(by_category: dict[str, list[dict[str, Any]]], round_index: int, n: int,
              rng: random.Random) -> list[dict[str, Any]]:
-    """``n`` candidates from the largest 1/2**round of the categories: a narrowing generator."""
-    ranked = sorted(by_category, key=lambda c: (-len(by_category[c]), c))
+    """``n`` candidates from the first 1/2**round of the categories in drift order (the others
+    after them, alphabetically): a narrowing generator."""
+    ranked = [c for c in DRIFT if c in by_category] + sorted(set(by_category) - set(DRIFT))
     kept = ranked[: max(2, len(ranked) >> round_index)]
     pool = [s for c in kept for s in by_category[c]]
     return [{**s, "id": f"r{round_index}-{s['id']}"} for s in rng.sample(pool, min(n, len(pool)))]
@@ -111,7 +122,8 @@ def print_health(dces: DCESClient, run: str) -> None:
               f"{'-' if reference is None else f'{reference:.3f}':>9}  "
               f"{c['edge_ratio']['ratio']:>10.2f}")
     health = dces.health(run)
-    for name in ("effective_clusters", "mean_dispersion", "reference_coverage", "distinct_2"):
+    for name in ("lost_reference_mass", "tail_coverage", "effective_clusters", "reference_coverage",
+                 "distinct_2"):
         series = health["series"].get(name, [])
         print(f"  {name}: {' → '.join('-' if v is None else f'{v:.3f}' for v in series)}")
     for alert in health["alerts"]:

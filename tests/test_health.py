@@ -15,7 +15,6 @@ from curation.diversity import (
     compression_ratio,
     distinct_n,
     effective_clusters,
-    missing_reference_clusters,
     mmd,
     reference_coverage,
     vendi_score,
@@ -176,7 +175,6 @@ def test_reference_coverage_is_weighted_by_reference_share() -> None:
     reference = np.array([0, 0, 0, 0, 1, 1, 2, 3])
     candidates = np.array([0, 1, 1, 4])
     assert reference_coverage(candidates, reference, 5) == pytest.approx(6 / 8)
-    assert missing_reference_clusters(candidates, reference, 5) == [2, 3]
     assert reference_coverage(np.array([0, 1, 2, 3]), reference, 5) == 1.0
     assert reference_coverage(np.array([], dtype=int), reference, 5) == 0.0
     with pytest.raises(ValueError, match="reference_labels: empty"):
@@ -224,7 +222,7 @@ def rounds(
     return healths
 
 
-def uniform(k: int, per_cluster: int = 10) -> np.ndarray:
+def uniform(k: int, per_cluster: int = 20) -> np.ndarray:
     return np.repeat(np.arange(k), per_cluster)
 
 
@@ -304,25 +302,61 @@ def test_effective_clusters_falling_over_the_window_alerts() -> None:
     ]
 
 
-@pytest.mark.parametrize(("covered", "severity"), [(7, None), (6, "warning"), (5, "critical")])
-def test_low_reference_coverage_alerts(covered: int, severity: str | None) -> None:
-    labels = uniform(covered)
-    healths = rounds([labels], [steady(covered)], k=10, reference_labels=uniform(10, 2))
-    (health,) = healths
-    assert health["reference_coverage"] == pytest.approx(covered / 10)
-    if severity is None:
-        assert health["alerts"] == []
-        return
-    missing = ", ".join(str(c) for c in range(covered, 10))
-    assert health["alerts"] == [
-        {
-            "kind": "reference_coverage",
-            "severity": severity,
-            "cluster": None,
-            "message": f"candidates reach only {covered}0% of the reference: {10 - covered} of "
-            f"its 10 modes have no candidate (clusters {missing})",
-        }
-    ]
+def test_modes_lost_by_the_candidates_alert_with_an_example_of_each() -> None:
+    reference = uniform(10, 40)
+    kept = uniform(7, 60)  # clusters 7, 8, 9 (30% of the reference) have no candidate at all
+    config = HealthConfig()
+    examples = {c: f"real text of mode {c} " + "word " * 30 for c in range(10)}
+    healths = []
+    history: list[dict[str, Any]] = []
+    rng = np.random.default_rng(0)
+    for index, labels in enumerate([uniform(10, 42), kept]):
+        embeddings = cloud(rng, len(labels), axis(16, 1.0), 1.0)
+        health, entry = round_health(
+            labels=labels, embeddings=embeddings, dispersion={}, baseline={},
+            selected_texts=REPETITIVE[:4], selected_embeddings=embeddings[:4],
+            reference_embeddings=embeddings, reference_labels=reference, k=10,
+            history=history, round_index=index, config=config, seed=0,
+            reference_examples=examples)
+        history.append(json.loads(json.dumps(entry, allow_nan=False)))
+        healths.append(health)
+    assert healths[0]["alerts"] == [] and healths[0]["lost_modes"] == 0
+    health = healths[1]
+    assert health["lost_modes"] == 3
+    assert health["lost_reference_mass"] == pytest.approx(0.3)
+    assert health["lost_reference_mass_delta"] == pytest.approx(0.3)
+    assert health["reference_coverage"] == pytest.approx(0.7)
+    assert health["emptied_clusters"] == 3
+    assert [m["cluster"] for m in health["lost_clusters"]] == [7, 8, 9]
+    assert health["lost_clusters"][0]["expected"] == pytest.approx(42.0)
+    assert [a["kind"] for a in health["alerts"]] == ["effective_clusters_drop", "mode_loss"]
+    alert = health["alerts"][1]
+    assert alert["severity"] == "critical"
+    assert alert["cluster"] == 7
+    assert alert["message"].startswith(
+        "candidates have lost 3 modes of the real data holding 30% of it, 3 of them new since "
+        "the last round (missing mass 0.30 against 0.08 by chance, p = 6.8e-12): cluster 7 "
+        "(10.0% of the reference; 0 candidates where 42 were expected; e.g. “real text of "
+        "mode 7 word word")
+    assert "…”" in alert["message"]  # the example is cut short
+
+
+def test_a_mode_thinned_but_not_significantly_lost_raises_no_alert() -> None:
+    # 12 of 20 expected candidates: below the reference share, but well within chance.
+    labels = np.concatenate([uniform(9, 21), np.full(12, 9)])
+    (health,) = rounds([labels], [{}], k=10, reference_labels=uniform(10, 20))
+    assert health["lost_modes"] == 0 and health["alerts"] == []
+    assert health["lost_reference_mass"] == 0.0 and health["mode_loss_p"] > 0.01
+    assert health["tail_coverage"] == 1.0
+
+
+def test_one_lost_mode_below_the_critical_mass_is_a_warning() -> None:
+    labels = uniform(19, 40)  # cluster 19 (5% of the reference) is gone
+    (health,) = rounds([labels], [{}], k=20, reference_labels=uniform(20, 40))
+    (alert,) = health["alerts"]
+    assert alert["severity"] == "warning"
+    assert "lost 1 mode of the real data holding 5% of it (" in alert["message"]
+    assert health["mode_loss_p"] <= 0.001
 
 
 def test_round_health_reports_every_metric_as_json() -> None:
@@ -349,10 +383,14 @@ def test_round_health_reports_every_metric_as_json() -> None:
     assert health["clusters_occupied"] == 2
     assert health["mmd_to_reference"] is None and health["reference_coverage"] is None
     assert health["distinct_1"] == distinct_n(REPETITIVE[:2], 1)
+    assert health["lost_modes"] is None and health["tail_coverage"] is None
     assert entry == {
         "round": 0,
-        **{key: value for key, value in health.items() if key != "alerts"},
+        **{key: value for key, value in health.items()
+           if key not in ("alerts", "lost_clusters")},
         "cluster_dispersion": {"0": 0.4, "1": 0.0},
+        "cluster_counts": {"0": 3, "1": 1},
+        "lost_cluster_ids": None,
     }
     assert json.loads(json.dumps(health, allow_nan=False)) == health
     assert round_health(**kwargs) == (health, entry)
@@ -381,8 +419,12 @@ def test_round_health_reports_every_metric_as_json() -> None:
         ("dispersion_drop_alert", 0.0, r"in \(0, 1\]"),
         ("dispersion_drop_alert", 1.5, r"in \(0, 1\]"),
         ("effective_clusters_drop_alert", 0.0, r"in \(0, 1\]"),
-        ("min_coverage_alert", 1.2, r"in \[0, 1\]"),
-        ("min_coverage_alert", -0.1, r"in \[0, 1\]"),
+        ("dispersion_min_members", 1, ">= 2"),
+        ("lost_share", 0.0, r"in \(0, 1\]"),
+        ("tail_mass", 1.5, r"in \(0, 1\]"),
+        ("critical_lost_mass", 0.0, r"in \(0, 1\]"),
+        ("mode_loss_alpha", 0.00009, r"in \[0.0001, 0.5\]"),
+        ("mode_loss_alpha", 0.6, r"in \[0.0001, 0.5\]"),
     ],
 )
 def test_out_of_range_health_config_is_refused(field: str, value: Any, limit: str) -> None:

@@ -18,7 +18,8 @@ from app.run_metrics import RunMetrics
 from .conftest import NO_LM, DCESServer
 
 PER_RUN = ("dces_run_latest_round", "dces_run_effective_clusters", "dces_run_reference_coverage",
-           "dces_run_edit_rate", "dces_run_round_duration_seconds_count")
+           "dces_run_lost_reference_mass", "dces_run_edit_rate",
+           "dces_run_round_duration_seconds_count")
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,8 @@ def test_a_round_sets_its_runs_series_and_the_cap_drops_the_oldest_run(
     assert series["dces_run_latest_round"] == result["round"] == 0
     assert series["dces_run_effective_clusters"] == pytest.approx(health["effective_clusters"])
     assert series["dces_run_reference_coverage"] == pytest.approx(health["reference_coverage"])
+    assert series["dces_run_lost_reference_mass"] == pytest.approx(
+        health["lost_reference_mass"])
     assert series["dces_run_edit_rate"] == result["edit_stats"]["edit_rate"]
     assert series["dces_run_round_duration_seconds_count"] == 1
     assert series["dces_run_round_duration_seconds_sum"] == pytest.approx(
@@ -82,19 +85,19 @@ def test_alert_kinds_read_zero_once_inactive_and_leave_with_their_run() -> None:
 
     def alerts(run: str) -> dict[str, float | None]:
         return {kind: registry.get_sample_value("dces_run_alerts", {"run": run, "kind": kind})
-                for kind in ("dispersion_drop", "reference_coverage")}
+                for kind in ("dispersion_drop", "mode_loss")}
 
     def round_with(*kinds: str) -> dict[str, Any]:
         return {"round": 0, "health": {"alerts": [{"kind": k} for k in kinds],
                                        "reference_coverage": None}}
 
-    metrics.observe("a", round_with("dispersion_drop", "dispersion_drop", "reference_coverage"))
-    assert alerts("a") == {"dispersion_drop": 2, "reference_coverage": 1}
+    metrics.observe("a", round_with("dispersion_drop", "dispersion_drop", "mode_loss"))
+    assert alerts("a") == {"dispersion_drop": 2, "mode_loss": 1}
     metrics.observe("a", round_with("dispersion_drop"))
-    assert alerts("a") == {"dispersion_drop": 1, "reference_coverage": 0}
+    assert alerts("a") == {"dispersion_drop": 1, "mode_loss": 0}
     assert registry.get_sample_value("dces_run_reference_coverage", {"run": "a"}) is None
     metrics.observe("b", round_with())
-    assert alerts("a") == {"dispersion_drop": None, "reference_coverage": None}
+    assert alerts("a") == {"dispersion_drop": None, "mode_loss": None}
     assert registry.get_sample_value("dces_run_latest_round", {"run": "a"}) is None
     assert registry.get_sample_value("dces_run_latest_round", {"run": "b"}) == 0
 

@@ -7,10 +7,11 @@ import { el } from './dom.js';
 
 const LINE = '#2b6cb0';
 // The collapse signals first, then the rest in the API's (alphabetical) order.
-const FIRST = ['effective_clusters', 'reference_coverage', 'clusters_occupied', 'mean_dispersion'];
+const FIRST = ['lost_reference_mass', 'tail_coverage', 'effective_clusters', 'reference_coverage',
+  'clusters_occupied', 'mean_dispersion'];
 const SEVERITY = { critical: '#c53030', warning: '#dd6b20' };
 
-// dispersion_drop concerns mean_dispersion, reference_coverage concerns reference_coverage.
+// dispersion_drop concerns mean_dispersion, mode_loss concerns lost_modes.
 function concerns(kind, series) {
   return series.includes(String(kind).replace(/_(drop|loss|fall|low|high|rise)$/, ''));
 }
