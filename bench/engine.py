@@ -46,7 +46,7 @@ def bench_engine(samples: list[dict[str, Any]], pairs: int) -> dict[str, Any]:
     other processes hits both sides alike; the median ratio is the figure."""
     shared = load_embedder()
     texts = [s["text"] for s in samples]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for _ in range(pairs):
         start = time.perf_counter()
         shared.model.encode(

@@ -24,7 +24,7 @@ from curation.diversity import (
     reference_coverage,
     vendi_score,
 )
-from curation.modes import ModeLoss, find_lost_modes
+from curation.modes import ModeLoss, compare_mixes, find_lost_modes
 
 # A drop this close to a threshold counts as reaching it (float noise in e.g. 1 - 0.2 / 0.5).
 _TOLERANCE = 1e-9
@@ -139,39 +139,88 @@ def _quote(text: str) -> str:
     return f"“{flat[:_EXAMPLE_CHARS]}…”" if len(flat) > _EXAMPLE_CHARS else f"“{flat}”"
 
 
-def _mode_loss_alert(
-    loss: ModeLoss, previous: list[int] | None, examples: Mapping[int, str], config: HealthConfig
-) -> dict[str, Any] | None:
-    """One alert naming the lost modes, the largest first, each with a real example of it."""
-    if not loss.lost:
-        return None
-    severity = "critical" if loss.lost_reference_mass >= config.critical_lost_mass else "warning"
+def _named_modes(loss: ModeLoss, source: str, examples: Mapping[int, str]) -> str:
+    """The depleted clusters, the largest first, each with its numbers and a real example."""
     named = []
     for mode in loss.depleted[:_LISTED_MODES]:
         example = examples.get(mode.cluster)
         named.append(
-            f"cluster {mode.cluster} ({mode.reference_share:.1%} of the reference; "
+            f"cluster {mode.cluster} ({mode.reference_share:.1%} of {source}; "
             f"{mode.candidates} {'candidate' if mode.candidates == 1 else 'candidates'} where "
             f"{mode.expected:.0f} were expected"
             + (f"; e.g. {_quote(example)}" if example else "") + ")"
         )
     more = len(loss.depleted) - len(named)
+    return "; ".join(named) + (f"; and {more} more" if more > 0 else "")
+
+
+def _evidence(loss: ModeLoss) -> str:
+    return (f"missing mass {loss.missing_mass:.2f} against {loss.null_missing_mass:.2f} by "
+            f"chance, p = {loss.p_value:.2g}")
+
+
+def _modes(count: int) -> str:
+    return f"{count} mode" if count == 1 else f"{count} modes"
+
+
+def _mode_loss_alert(
+    loss: ModeLoss, previous: list[int] | None, examples: Mapping[int, str], config: HealthConfig
+) -> dict[str, Any] | None:
+    """Modes of the real data the candidates lack."""
+    if not loss.lost:
+        return None
+    severity = "critical" if loss.lost_reference_mass >= config.critical_lost_mass else "warning"
     new = "" if previous is None else (
         f", {len(set(loss.clusters) - set(previous))} of them new since the last round")
     return _alert(
         "mode_loss",
         severity,
         loss.depleted[0].cluster,
-        f"candidates have lost {len(loss.depleted)} "
-        f"{'mode' if len(loss.depleted) == 1 else 'modes'} of the real data holding "
-        f"{loss.lost_reference_mass:.0%} of it{new} (missing mass {loss.missing_mass:.2f} "
-        f"against {loss.null_missing_mass:.2f} by chance, p = {loss.p_value:.2g}): "
-        + "; ".join(named) + (f"; and {more} more" if more > 0 else ""),
+        f"candidates have lost {_modes(len(loss.depleted))} of the real data holding "
+        f"{loss.lost_reference_mass:.0%} of it{new} ({_evidence(loss)}): "
+        + _named_modes(loss, "the reference", examples),
     )
+
+
+def _mode_drop_alert(
+    drop: ModeLoss, since: int, examples: Mapping[int, str], config: HealthConfig
+) -> dict[str, Any] | None:
+    """Modes the generator wrote in an earlier round of the window and has since dropped."""
+    if not drop.lost:
+        return None
+    severity = "critical" if drop.lost_reference_mass >= config.critical_lost_mass else "warning"
+    return _alert(
+        "mode_drop",
+        severity,
+        drop.depleted[0].cluster,
+        f"since round {since} the candidates have dropped {_modes(len(drop.depleted))} that "
+        f"held {drop.lost_reference_mass:.0%} of that round's candidates ({_evidence(drop)}): "
+        + _named_modes(drop, f"round {since}", examples),
+    )
+
+
+def _mode_drop(
+    sizes: np.ndarray, window: Window, config: HealthConfig, seed: int
+) -> tuple[ModeLoss, int] | None:
+    """This round's mix against the earliest round of the window with the same clusters."""
+    earlier = [(ago, e) for ago, e in window
+               if e.get("cluster_counts") is not None and e.get("k") == len(sizes)]
+    if not earlier or not sizes.sum():
+        return None
+    _, entry = max(earlier, key=lambda item: item[0])
+    before = np.zeros(len(sizes), dtype=np.int64)
+    for cluster, count in entry["cluster_counts"].items():
+        before[int(cluster)] = count
+    if not before.sum():
+        return None
+    drop = compare_mixes(sizes, before, alpha=config.mode_loss_alpha,
+                         lost_share=config.lost_share, tail_mass=config.tail_mass, seed=seed)
+    return drop, int(entry["round"])
 
 
 _MODE_KEYS = ("lost_modes", "lost_reference_mass", "lost_reference_mass_delta", "tail_coverage",
               "missing_mass", "missing_mass_by_chance", "mode_loss_p", "lost_clusters")
+_DROP_KEYS = ("dropped_modes", "dropped_mass", "dropped_since_round", "mode_drop_p")
 
 
 def _mode_metrics(loss: ModeLoss, previous: dict[str, Any] | None) -> dict[str, Any]:
@@ -278,11 +327,19 @@ def round_health(
         "round": round_index,
         **{key: v for key, v in metrics.items() if key != "lost_clusters"},
         "cluster_dispersion": {str(c): float(v) for c, v in sorted(dispersion.items())},
+        "k": k,
         "cluster_counts": {str(c): int(n) for c, n in enumerate(sizes) if n},
         "lost_cluster_ids": None if loss is None or not loss.lost else loss.clusters,
     }
     metrics["emptied_clusters"] = _emptied(entry, previous)
-    entry["emptied_clusters"] = metrics["emptied_clusters"]
+    dropped = _mode_drop(sizes, window, config, seed + round_index + 1)
+    metrics.update(dict.fromkeys(_DROP_KEYS) if dropped is None else {
+        "dropped_modes": len(dropped[0].depleted) if dropped[0].lost else 0,
+        "dropped_mass": dropped[0].lost_reference_mass if dropped[0].lost else 0.0,
+        "dropped_since_round": dropped[1],
+        "mode_drop_p": dropped[0].p_value,
+    })
+    entry.update({key: metrics[key] for key in ("emptied_clusters", *_DROP_KEYS)})
     alerts = [
         *_dispersion_alerts(entry, window, baseline, sizes, config),
         _effective_clusters_alert(entry, window, config.effective_clusters_drop_alert),
@@ -291,4 +348,6 @@ def round_health(
         alerts.append(_mode_loss_alert(
             loss, None if previous is None else previous.get("lost_cluster_ids") or [],
             reference_examples or {}, config))
+    if dropped is not None:
+        alerts.append(_mode_drop_alert(*dropped, reference_examples or {}, config))
     return {**metrics, "alerts": [a for a in alerts if a is not None]}, entry

@@ -103,11 +103,26 @@ def find_lost_modes(
     seed: int,
 ) -> ModeLoss:
     """The permutation test of the missing mass, and the depleted clusters (the module doc)."""
-    candidates = occupancy(candidate_labels, k, "candidate_labels")
     reference = occupancy(reference_labels, k, "reference_labels")
-    n, m = int(candidates.sum()), int(reference.sum())
-    if m == 0:
+    if reference.sum() == 0:
         raise ValueError("reference_labels: empty; mode loss needs at least one reference sample")
+    return compare_mixes(occupancy(candidate_labels, k, "candidate_labels"), reference,
+                         alpha=alpha, lost_share=lost_share, tail_mass=tail_mass, seed=seed)
+
+
+def compare_mixes(
+    candidates: np.ndarray,
+    reference: np.ndarray,
+    *,
+    alpha: float,
+    lost_share: float,
+    tail_mass: float,
+    seed: int,
+) -> ModeLoss:
+    """:func:`find_lost_modes` on cluster counts: also how a round's mix is compared with an
+    earlier round's (``reference`` = that round's counts), to see modes the generator dropped."""
+    k = len(reference)
+    n, m = int(candidates.sum()), int(reference.sum())
     ref_share = reference / m
     tail = tail_clusters(reference, tail_mass)
     if n == 0:  # nothing left of any mode

@@ -19,7 +19,13 @@ import pytest
 from bench.collapse.__main__ import main
 from bench.collapse.config import DCES_STRATEGIES, QUICK, STRATEGIES, BenchConfig
 from bench.collapse.data import load_corpus, split_corpus
-from bench.collapse.report import METRICS
+from bench.collapse.report import (
+    METRICS,
+    category_entropy,
+    detection_table,
+    fallen_at,
+    first_alert,
+)
 from bench.collapse.strategies import FEEDBACK_METRICS
 from bench.collapse.textmetrics import CategoryLabeler
 from bench.corpora import LEXNAMES, Fortune
@@ -42,11 +48,14 @@ SAMPLE = ROOT / "examples" / "fortunes-sample.jsonl"
         ("top_p", 1.5),
         ("anchor_fraction", 1.0),
         ("jobs", 0),
+        ("monitor", ("dces",)),
+        ("monitor", ("semdedup",)),  # not among the strategies run
     ],
 )
 def test_config_limits_name_the_field(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=f"^{field}: must be"):
-        QUICK.with_overrides(**{field: value})
+        QUICK.with_overrides(**{field: value, **({"strategies": ("random", "dces")}
+                                                 if field == "monitor" else {})})
 
 
 def test_cli_rejects_bad_numbers_before_any_work(capsys: pytest.CaptureFixture[str]) -> None:
@@ -102,6 +111,30 @@ def test_wordnet_glosses_come_with_their_lexicographer_file() -> None:
     assert all(g.text and g.category in LEXNAMES for g in glosses[:1000])
 
 
+def _chain(tail: list[float], counts: list[list[int]], alerts: list[list[str]]
+           ) -> dict[str, object]:
+    gens: list[dict[str, object]] = [
+        {"generation": g, "tail_mass": t, "category_counts": c}
+        for g, (t, c) in enumerate(zip(tail, counts, strict=True))]
+    for g, kinds in enumerate(alerts, start=1):  # round g-1 curated generation g-1's pool
+        gens[g]["selection"] = {"health": {"alerts": [{"kind": k} for k in kinds]}}
+    return {"seed": 0, "generations": gens}
+
+
+def test_detection_reads_the_ground_truth_and_the_first_alert_of_each_kind() -> None:
+    even = [10, 10, 10, 10]
+    chain = _chain([0.2, 0.19, 0.14, 0.1], [even, even, even, [37, 1, 1, 1]],
+                   [["mode_loss"], ["mode_loss"], ["mode_loss", "mode_drop"]])
+    assert fallen_at(chain) == 2  # 0.14 <= 0.75 x 0.2
+    assert first_alert(chain, "mode_loss") == 0 and first_alert(chain, "mode_drop") == 2
+    assert first_alert(chain, "dispersion_drop") is None
+    narrowed = _chain([0.2, 0.2, 0.2], [even, even, [20, 20, 0, 0]], [[], []])
+    assert fallen_at(narrowed) == 2  # entropy ln 2 <= 0.95 x ln 4
+    assert category_entropy([5, 5]) == pytest.approx(math.log(2))
+    table = detection_table({"random": [chain]})
+    assert table[-1] == "| random | 0 | 2 | 0 | 2 | 0 |"
+
+
 def _finite(value: object) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
@@ -110,7 +143,7 @@ def _finite(value: object) -> bool:
 def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bench.collapse", "--quick", "--corpus", str(SAMPLE),
-         "--out", str(tmp_path), "--name", "q"],
+         "--monitor", "random", "--out", str(tmp_path), "--name", "q"],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -131,6 +164,8 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
             assert 0 < g["selected"] <= QUICK.budget
             if not run["strategy"].startswith("dces"):
                 assert g["selected"] == QUICK.budget
+            if run["strategy"] == "random":  # monitored: DCES saw its pools, for health only
+                assert "lost_reference_mass" in g["selection"]["health"]
         if run["strategy"].startswith("dces"):
             rounds = [g["selection"] for g in gens[1:]]
             assert [r["round"] for r in rounds] == list(range(QUICK.generations))
@@ -146,4 +181,6 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
     markdown = (tmp_path / "q.md").read_text()
     for strategy in STRATEGIES:
         assert f"| {strategy} |" in markdown
+    assert "### Health alerts against the ground truth" in markdown
+    assert "| random | 0 |" in markdown.split("against the ground truth")[1]
     assert (tmp_path / "q-replace.png").read_bytes().startswith(b"\x89PNG")

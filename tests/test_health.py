@@ -222,6 +222,10 @@ def rounds(
     return healths
 
 
+def kinds(health: dict[str, Any]) -> list[str]:
+    return [a["kind"] for a in health["alerts"]]
+
+
 def uniform(k: int, per_cluster: int = 20) -> np.ndarray:
     return np.repeat(np.arange(k), per_cluster)
 
@@ -290,8 +294,10 @@ def test_effective_clusters_falling_over_the_window_alerts() -> None:
     healths = rounds(
         concentrating, [{c: 0.4 for c in np.unique(labels)} for labels in concentrating], k=8
     )
-    assert [h["alerts"] for h in healths[:2]] == [[], []]  # 8 -> 6 is a 25% drop: below 30%
-    assert healths[3]["alerts"] == [
+    assert [h["alerts"] for h in healths[:1]] == [[]]
+    assert kinds(healths[1]) == ["mode_drop"]  # effective clusters 8 -> 6: 25% < 30%
+    assert all("mode_drop" in kinds(h) for h in healths[1:])
+    assert [a for a in healths[3]["alerts"] if a["kind"] != "mode_drop"] == [
         {
             "kind": "effective_clusters_drop",
             "severity": "critical",
@@ -329,7 +335,11 @@ def test_modes_lost_by_the_candidates_alert_with_an_example_of_each() -> None:
     assert health["emptied_clusters"] == 3
     assert [m["cluster"] for m in health["lost_clusters"]] == [7, 8, 9]
     assert health["lost_clusters"][0]["expected"] == pytest.approx(42.0)
-    assert [a["kind"] for a in health["alerts"]] == ["effective_clusters_drop", "mode_loss"]
+    assert kinds(health) == ["effective_clusters_drop", "mode_loss", "mode_drop"]
+    assert health["dropped_modes"] == 3 and health["dropped_since_round"] == 0
+    assert health["alerts"][2]["message"].startswith(
+        "since round 0 the candidates have dropped 3 modes that held 30% of that round's "
+        "candidates (missing mass 0.30 against")
     alert = health["alerts"][1]
     assert alert["severity"] == "critical"
     assert alert["cluster"] == 7
@@ -389,6 +399,7 @@ def test_round_health_reports_every_metric_as_json() -> None:
         **{key: value for key, value in health.items()
            if key not in ("alerts", "lost_clusters")},
         "cluster_dispersion": {"0": 0.4, "1": 0.0},
+        "k": 3,
         "cluster_counts": {"0": 3, "1": 1},
         "lost_cluster_ids": None,
     }

@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--top-p", type=float)
     p.add_argument("--gen-tokens", type=int, help="token passes per later generation")
     p.add_argument("--jobs", type=int, help="worker processes (default 2)")
+    p.add_argument("--monitor", nargs="+", choices=STRATEGIES, metavar="STRATEGY",
+                   help="baselines whose pools also go to DCES for their health alone (the "
+                        "alerts against the ground truth, in the report)")
     p.add_argument("--corpus", help="fortunes (default), wordnet (Debian packages, installed if "
                                     "missing) or a JSONL file of {text, category}")
     p.add_argument("--train-docs", type=int, help="cap on the real training split (stratified)")
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             strategies=None if args.strategies is None else tuple(dict.fromkeys(args.strategies)),
             seeds=args.seeds, generations=args.generations, budget=args.budget,
             pool_factor=args.pool_factor, temperature=args.temperature, top_p=args.top_p,
-            gen_tokens=args.gen_tokens, jobs=args.jobs, train_docs=args.train_docs)
+            gen_tokens=args.gen_tokens, jobs=args.jobs, train_docs=args.train_docs,
+            monitor=None if args.monitor is None else tuple(dict.fromkeys(args.monitor)))
     except ValueError as exc:
         print(f"bench.collapse: error: {exc}", file=sys.stderr)
         return 2
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="collapse-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         service: Service | None = None
-        if set(cfg.strategies) & set(DCES_STRATEGIES):
+        if set(cfg.strategies) & set(DCES_STRATEGIES) or cfg.monitor:
             service = stack.enter_context(dces_service(workdir / "dces-serve.log"))
         embedder = load_embedder()
         shared, real, setup = prepare(cfg, args.corpus, workdir, embedder)

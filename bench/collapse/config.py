@@ -88,6 +88,9 @@ class BenchConfig:
     sample_batch: int = 256
     anchor_fraction: float = 0.1  # share of real data in each generation under `anchor`
     jobs: int = 2  # worker processes
+    # Baselines whose pools also go to a DCES run for their health alone (the alerts checked
+    # against the ground truth); each costs a service round per generation.
+    monitor: tuple[str, ...] = ()
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -115,6 +118,8 @@ class BenchConfig:
             ("sample_batch", self.sample_batch >= 1, ">= 1"),
             ("anchor_fraction", 0 < self.anchor_fraction < 1, "in (0, 1)"),
             ("jobs", 1 <= self.jobs <= 64, "in [1, 64]"),
+            ("monitor", set(self.monitor) <= set(self.strategies) - set(DCES_STRATEGIES),
+             "baselines among the strategies (DCES strategies report their health anyway)"),
         ]
         for name, ok, limit in checks:
             if not ok:

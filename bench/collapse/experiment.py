@@ -186,7 +186,7 @@ def run_chain(shared: Shared, regime: str, seed: int, strategy_name: str, gen0: 
     tag = STRATEGIES.index(strategy_name)
     strategy = make_strategy(strategy_name, task_seed("strategy", regime, seed, tag), shared.url,
                              shared.reference, f"collapse-{regime}-{strategy_name}-seed{seed}",
-                             seed)
+                             seed, monitor=strategy_name in cfg.monitor)
     model = load_model(gen0.model_dir)
     pool = Pool(gen0.pool_texts, gen0.pool_ids, model, embed)
     metrics: dict[str, Any] = gen0.record

@@ -165,6 +165,60 @@ def service_table(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
     return lines
 
 
+# Ground truth of a collapse (the benchmark knows every sample's category; DCES does not): the
+# generated samples' tail mass down by a quarter, or their category entropy down by 5%, against
+# generation 0. Fixed before the alerts were looked at.
+TAIL_FALL = 0.75
+ENTROPY_FALL = 0.95
+
+
+def category_entropy(counts: Sequence[int]) -> float:
+    p = np.asarray(counts, dtype=np.float64)
+    p = p[p > 0] / p.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def fallen_at(chain: dict[str, Any]) -> int | None:
+    """The first generation whose samples have clearly lost the tail or the category mix."""
+    gens = chain["generations"]
+    tail0, entropy0 = gens[0]["tail_mass"], category_entropy(gens[0]["category_counts"])
+    for g in gens[1:]:
+        if (g["tail_mass"] <= TAIL_FALL * tail0
+                or category_entropy(g["category_counts"]) <= ENTROPY_FALL * entropy0):
+            return int(g["generation"])
+    return None
+
+
+def first_alert(chain: dict[str, Any], kind: str) -> int | None:
+    """The first round (= the generation whose pool it curated) with an alert of ``kind``."""
+    for g in chain["generations"][1:]:
+        health = (g.get("selection") or {}).get("health") or {}
+        if any(a["kind"] == kind for a in health.get("alerts", [])):
+            return int(g["generation"]) - 1
+    return None
+
+
+def detection_table(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Per chain whose pools DCES saw: when the ground truth fell and when each mode alert first
+    fired (rounds curate generations 0..G-1, so an alert can come no later than G-1)."""
+    lines = ["| strategy | seed | ground truth fell at gen | first `mode_loss` | first "
+             "`mode_drop` | delay of `mode_drop` (gens) |", "|" + "---|" * 6]
+    for name, chains in groups.items():
+        if not any((c["generations"][1].get("selection") or {}).get("health") for c in chains):
+            continue
+        for chain in chains:
+            fell, loss, drop = (fallen_at(chain), first_alert(chain, "mode_loss"),
+                                first_alert(chain, "mode_drop"))
+            delay = "-" if fell is None or drop is None else str(drop - fell)
+            lines.append(f"| {name} | {chain['seed']} | {_or_dash(fell)} | {_or_dash(loss)} | "
+                         f"{_or_dash(drop)} | {delay} |")
+    return lines
+
+
+def _or_dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
 def cluster_diagnosis(selection: dict[str, Any]) -> dict[str, float]:
     """Why a DCES round chose what it chose, from the per-cluster health the service returned.
 
@@ -268,6 +322,15 @@ def markdown(results: dict[str, Any]) -> str:
                     *service_table(groups), "",
                     "### Per-cluster diagnosis from the service's health (mean over seeds)", "",
                     *diagnosis_table(groups)]
+        if any((g.get("selection") or {}).get("health") for c in results["runs"]
+               for g in c["generations"][1:]):
+            out += ["", "### Health alerts against the ground truth", "",
+                    f"Ground truth: the generated samples' tail mass at most {TAIL_FALL} x "
+                    f"generation 0's, or their category entropy at most {ENTROPY_FALL} x; "
+                    "`mode_loss` compares a round's candidates with the reference, `mode_drop` "
+                    "with an earlier round of the run (up to health.alert_window back). A "
+                    "negative delay is an alert before the ground truth fell.", "",
+                    *detection_table(groups)]
         out += ["", f"![metrics against generation]({results['name']}-{regime}.png)"]
     out += ["", "## Runtime: seconds per generation (wall clock in a worker, mean)", "",
             *runtime_table(results["runs"])]

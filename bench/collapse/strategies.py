@@ -164,12 +164,7 @@ class DCESStrategy(Strategy):
             body_feedback = feedback
         else:  # the metrics of the model trained on round r-1's selection
             self.client.post_feedback(self.run_id, feedback, round=round_index - 1)
-        samples: list[dict[str, Any]] = [
-            {"id": f"r{round_index}-{i}", "text": t} for i, t in enumerate(pool.texts)]
-        if self.name not in NO_LOGPROBS:
-            sc = pool.scores
-            for s, nll, n in zip(samples, sc.doc_nll, sc.doc_tokens, strict=True):
-                s["logprob"], s["tokens"] = -float(nll) * float(n), int(n)
+        samples = round_samples(pool, round_index, logprobs=self.name not in NO_LOGPROBS)
         result = self.client.curate_round(
             self.run_id, samples, budget, feedback=body_feedback,
             idempotency_key=f"{self.run_id}-{round_index}")
@@ -184,6 +179,46 @@ class DCESStrategy(Strategy):
         health = self.client.health(self.run_id)
         self.client.close()
         return {"run_id": self.run_id, "health": health}
+
+
+class MonitoredStrategy(Strategy):
+    """A baseline whose every pool also goes to a DCES run for its health alone (the selection
+    stays the baseline's): how the service's alerts are checked against the benchmark's ground
+    truth on strategies that collapse. Only texts and generator log-probs reach the service."""
+
+    def __init__(self, inner: Strategy, url: str, reference: Sequence[Mapping[str, str]],
+                 run_name: str, run_seed: int) -> None:
+        super().__init__(inner.name, run_seed)
+        self.inner = inner
+        self.client = DCESClient(url, timeout=600.0, retry_for=300.0)
+        self.run_id: str = self.client.create_run(f"{run_name}-monitor", {"seed": run_seed})["id"]
+        self.client.add_reference(self.run_id, reference)
+
+    def select(
+        self, pool: Pool, budget: int, round_index: int, metrics: Mapping[str, Any]
+    ) -> Selection:
+        result = self.client.curate_round(
+            self.run_id, round_samples(pool, round_index, logprobs=True), budget,
+            idempotency_key=f"{self.run_id}-{round_index}")
+        chosen = self.inner.select(pool, budget, round_index, metrics)
+        chosen.info["health"] = result["health"]
+        return chosen
+
+    def finish(self, metrics: Mapping[str, Any]) -> dict[str, Any]:
+        self.client.close()
+        return {"run_id": self.run_id, "monitor": True}
+
+
+def round_samples(pool: Pool, round_index: int, logprobs: bool) -> list[dict[str, Any]]:
+    """A pool as a DCES round: ids, texts and (``logprobs``) each text's log-probability under
+    the model that wrote it, as a training job has it."""
+    samples: list[dict[str, Any]] = [
+        {"id": f"r{round_index}-{i}", "text": t} for i, t in enumerate(pool.texts)]
+    if logprobs:
+        sc = pool.scores
+        for s, nll, n in zip(samples, sc.doc_nll, sc.doc_tokens, strict=True):
+            s["logprob"], s["tokens"] = -float(nll) * float(n), int(n)
+    return samples
 
 
 def feedback_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -223,10 +258,21 @@ def round_summary(result: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def make_strategy(name: str, seed: int, url: str | None,
-                  reference: Sequence[Mapping[str, str]], run_name: str, run_seed: int
-                  ) -> Strategy:
+                  reference: Sequence[Mapping[str, str]], run_name: str, run_seed: int,
+                  monitor: bool = False) -> Strategy:
     """``seed`` drives the strategy's own choices; ``run_seed`` (the benchmark seed) is a DCES
-    run's config seed."""
+    run's config seed; ``monitor`` sends a baseline's pools to DCES for their health."""
+    strategy = _make_strategy(name, seed, url, reference, run_name, run_seed)
+    if not monitor or isinstance(strategy, DCESStrategy):
+        return strategy
+    if url is None:
+        raise ValueError(f"monitoring {name!r} needs the DCES service (no URL given)")
+    return MonitoredStrategy(strategy, url, reference, run_name, run_seed)
+
+
+def _make_strategy(name: str, seed: int, url: str | None,
+                   reference: Sequence[Mapping[str, str]], run_name: str, run_seed: int
+                   ) -> Strategy:
     if name == "random":
         return RandomStrategy(name, seed)
     if name in ("ppl_low", "ppl_high"):
