@@ -54,7 +54,7 @@ def build_services(settings: Settings, model_loader: ModelLoader = load_models) 
     db = Database(settings.resolved_database_url)
     uploads, jobs, rounds = UploadStore(db), JobStore(db), RoundStore(db)
     worker = ModelWorker(lambda: model_loader(settings), settings.queue_size,
-                         settings.worker_nice)
+                         settings.worker_nice, per_key=settings.queue_per_run)
     metrics = Metrics(lambda: worker.depth, lambda: worker.alive, settings.metrics_runs)
     runner = RoundRunner(settings, jobs, worker, metrics)
     return Services(

@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     )
     queue_size: int = Field(
         default=8, ge=1, description="Jobs waiting for the model worker; then 429.")
+    queue_per_run: int = Field(
+        default=2, ge=1,
+        description="Jobs one run may have waiting for the model worker; then 429. Runs take "
+                    "turns (round-robin), so one run's backlog never holds the others back.")
     job_max_attempts: int = Field(
         default=2, ge=1, description="A job the process died in this many times is failed.",
     )
@@ -137,11 +141,12 @@ class Settings(BaseSettings):
     embedding_model: str | None = Field(
         default=None, description="None: the bundled all-MiniLM-L6-v2.")
     embedding_dtype: Literal["auto", "bf16", "fp32"] = "auto"
-    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        default="torch",
+    embedding_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        default="auto",
         description="config.embed.backend of every run: torch (sentence-transformers), onnx or "
                     "onnx-int8 (ONNX Runtime on the CPU, exported from the model on first use "
-                    "and cached under DCES_CACHE_DIR); see bench/results/embedding.md.")
+                    "and cached under DCES_CACHE_DIR); auto: torch on a GPU, onnx on the CPU. "
+                    "See bench/results/embedding.md.")
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto",
         description="Where the embedder and the LM run (config.embed.device, config.edit.device "
@@ -224,4 +229,5 @@ class Settings(BaseSettings):
             "max_feedback_metrics": self.max_feedback_metrics,
             "sync_max_samples": self.sync_max_samples,
             "queue_size": self.queue_size,
+            "queue_per_run": self.queue_per_run,
         }

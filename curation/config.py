@@ -15,7 +15,7 @@ from curation.bounds import Bound, ConfigError, Section, setting
 from curation.device import DEVICES, Device, check_device
 
 EmbedDtype = Literal["auto", "bf16", "fp32"]
-EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
+EmbedBackend = Literal["auto", "torch", "onnx", "onnx-int8"]
 FLAG = Bound(bool)
 # cpu, cuda, or auto: cuda when torch sees a GPU. cuda on a machine without one is refused when
 # the config is built (ConfigError naming the setting), not when a round first loads the model.
@@ -35,15 +35,16 @@ class EmbedConfig(Section, path="config.embed"):
     # not apply): onnx (fp32: the same vectors and the same round as torch fp32, 4.1x its speed
     # on a 2-core AVX-512 EPYC) or onnx-int8 (6.4x, mean cosine 0.995 to fp32, but only ~77% of
     # a round's selected ids in common with the fp32 round). The export is built from the
-    # model's own weights on first use and cached (bench/results/embedding.md).
+    # model's own weights on first use and cached (bench/results/embedding.md). auto: torch
+    # on a GPU, onnx on the CPU: fast, and the same vectors on every CPU (bf16 or not).
     backend: EmbedBackend = setting(  # noqa: RUF009
-        "torch", Bound(str, choices=get_args(EmbedBackend)))
+        "auto", Bound(str, choices=get_args(EmbedBackend)))
     device: Device = setting("auto", DEVICE)  # noqa: RUF009
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_device(self.device, f"{self.path}.device")
-        if self.backend != "torch" and self.device == "cuda":
+        if self.backend not in ("torch", "auto") and self.device == "cuda":
             raise ConfigError(f"{self.path}.backend", f"{self.backend} runs on the CPU only; "
                                                       "use backend torch with device cuda")
 

@@ -90,6 +90,7 @@ class RoundService:
         self.worker = worker
         self.runner = runner
         self.metrics = metrics
+        self._key_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def submit(self, request: RoundRequest, respond_async: bool) -> RoundOutcome:
         """Curate the run's next round, or find the one an earlier request with the same key
@@ -150,14 +151,25 @@ class RoundService:
         """A new job and its future, or the job the key was used for before (a concurrent
         retry may store it first), checked against this request and retried when due."""
         key = request.idempotency_key
-        found = None
-        if key is not None:
-            found = await to_thread.run_sync(self.jobs.find_job, request.run_id, key)
-        if found is None:
+        if key is None:
             job, future = await self._create(request, request_hash)
-            if future is not None:
-                return job, future
-            found = job
+            assert future is not None  # without a key every request is a new job
+            return job, future
+        # Concurrent retries with one key wait for each other here, so that the first stores
+        # the job and the others find it, rather than take a queue slot (a 429 for an accepted
+        # round when the queue is full). Across replicas the run's row lock does the same.
+        lock = self._key_locks.setdefault((request.run_id, key), asyncio.Lock())
+        try:
+            async with lock:
+                found = await to_thread.run_sync(self.jobs.find_job, request.run_id, key)
+                if found is None:
+                    job, future = await self._create(request, request_hash)
+                    if future is not None:
+                        return job, future
+                    found = job
+        finally:  # a later request finds the stored job; its lock need not outlive this one
+            if self._key_locks.get((request.run_id, key)) is lock:
+                del self._key_locks[(request.run_id, key)]
         if found.request_hash != request_hash:
             raise Conflict(f"Idempotency-Key {key!r} was already used for a different request "
                            f"(job {found.id}); use a new key for a new round")
@@ -166,7 +178,7 @@ class RoundService:
     async def _create(self, request: RoundRequest, request_hash: str
                       ) -> tuple[JobRecord, Future[JobRecord] | None]:
         """Store input + job and queue it; (existing job, None) if a concurrent retry stored it."""
-        with self.worker.reservation() as slot:
+        with self.worker.reservation(request.run_id) as slot:
             job, created = await to_thread.run_sync(partial(
                 self.jobs.create_round_job, request.run_id, request.idempotency_key,
                 request_hash, request.budget, request.feedback, samples=request.samples,
@@ -179,7 +191,7 @@ class RoundService:
         retry policy), else as it is, with its future when it runs in this process."""
         error = job.error or {}
         if job.status is JobStatus.FAILED and error.get("status", 500) >= 500:
-            with self.worker.reservation() as slot:
+            with self.worker.reservation(job.run_id) as slot:
                 job = await to_thread.run_sync(self.jobs.retry_job, job.id, samples)
                 return job, self.runner.submit(slot, job.id)
         return job, self.runner.future(job.id)

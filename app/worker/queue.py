@@ -1,9 +1,11 @@
 """The one model worker: a thread that owns the models and runs CPU-bound tasks from a queue.
 
 The event loop never curates: it reserves a queue slot (429 with ``Retry-After`` when none is
-free), stores the job, hands the task over and awaits its future. The worker loads the models
-first (``/readyz`` says "loading" meanwhile), and if the thread ever dies, ``alive`` turns False
-and every waiting task fails with 503: readiness follows the thread, not a flag set at startup.
+free, or when the run already has ``per_key`` jobs waiting), stores the job, hands the task
+over and awaits its future. Tasks wait in one lane per run, served round-robin
+(:mod:`.fair_queue`). The worker loads the models first (``/readyz`` says "loading" meanwhile),
+and if the thread ever dies, ``alive`` turns False and every waiting task fails with 503:
+readiness follows the thread, not a flag set at startup.
 
 On SIGTERM, :meth:`ModelWorker.drain` stops it taking new tasks; the running task may finish
 within the grace period, after which its next progress report raises ``Interrupted``.
@@ -25,6 +27,7 @@ from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from app.problems import Interrupted, QueueFull, Unavailable
+from app.worker.fair_queue import FairQueue
 
 log = logging.getLogger("dces.worker")
 T = TypeVar("T")
@@ -50,11 +53,14 @@ class TaskContext:
 
 
 class Task(Generic[T]):
-    """A unit of model work; ``future`` resolves with ``fn``'s return value or exception."""
+    """A unit of model work; ``future`` resolves with ``fn``'s return value or exception.
+    ``key`` is its lane in the queue (a run id; tasks of no run share one lane)."""
 
-    def __init__(self, name: str, fn: Callable[[TaskContext], T]) -> None:
+    def __init__(self, name: str, fn: Callable[[TaskContext], T], key: str | None = None
+                 ) -> None:
         self.name = name
         self.fn = fn
+        self.key = key
         self.future: Future[T] = Future()
         self.cancelled = threading.Event()
 
@@ -62,29 +68,35 @@ class Task(Generic[T]):
 class Reservation:
     """A queue slot held while the job is stored; released unless a task is submitted."""
 
-    def __init__(self, worker: ModelWorker) -> None:
+    def __init__(self, worker: ModelWorker, key: str | None) -> None:
         self._worker = worker
+        self.key = key
         self.used = False
 
     def submit(self, task: Task[Any]) -> None:
         self.used = True
+        task.key = self.key
         self._worker._put(task)
 
 
 _STOP = object()
+_NO_KEY = ""  # the lane of tasks of no run (stateless rounds) and of the stop signal
 
 
 class ModelWorker:
-    def __init__(self, load: Callable[[], Any], capacity: int, nice: int = 0) -> None:
+    def __init__(self, load: Callable[[], Any], capacity: int, nice: int = 0,
+                 per_key: int | None = None) -> None:
         self._load = load
         self.capacity = capacity
+        self.per_key = per_key or capacity  # tasks one run may have waiting
         self.nice = nice
         self.models: Any = None
         self.status = "starting"  # starting → loading → ready → (dead | stopped)
         self.reason: str | None = None
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._queue: FairQueue[Any] = FairQueue()
         self._lock = threading.Lock()
         self._pending = 0  # queued + reserved tasks
+        self._pending_by_key: dict[str, int] = {}
         self._mean_task_s = 5.0
         self._deadline: float | None = None
         self._thread = threading.Thread(target=self._run, name="dces-model-worker", daemon=True)
@@ -124,32 +136,48 @@ class ModelWorker:
     # -- submitting -----------------------------------------------------------------------------
 
     @contextmanager
-    def reservation(self) -> Iterator[Reservation]:
-        """A slot in the queue, or :class:`QueueFull` (429) / :class:`Unavailable` (503)."""
+    def reservation(self, key: str | None = None) -> Iterator[Reservation]:
+        """A slot in the queue for a task of run ``key`` (None: of no run), or
+        :class:`QueueFull` (429) / :class:`Unavailable` (503)."""
         self._check_accepting()
+        retry = {"Retry-After": str(self.retry_after())}
         with self._lock:
             if self._pending >= self.capacity:
                 raise QueueFull(
                     f"the model worker queue is full ({self.capacity} jobs waiting, "
                     f"queue_size = {self.capacity}); retry after {self.retry_after()} s",
-                    headers={"Retry-After": str(self.retry_after())})
-            self._pending += 1
-        slot = Reservation(self)
+                    headers=retry)
+            if key is not None and self._pending_by_key.get(key, 0) >= self.per_key:
+                raise QueueFull(
+                    f"run {key} already has {self.per_key} jobs waiting (queue_per_run = "
+                    f"{self.per_key}); retry after {self.retry_after()} s", headers=retry)
+            self._count(key, +1)
+        slot = Reservation(self, key)
         try:
             yield slot
         finally:
             if not slot.used:
                 with self._lock:
-                    self._pending -= 1
+                    self._count(key, -1)
 
     def submit_recovered(self, task: Task[Any]) -> None:
         """Queue a job accepted before a restart (beyond capacity: it was already accepted)."""
         with self._lock:
-            self._pending += 1
+            self._count(task.key, +1)
         self._put(task)
 
+    def _count(self, key: str | None, change: int) -> None:
+        """Under ``_lock``: one task more or fewer waiting, in all and for its run."""
+        self._pending += change
+        if key is not None:
+            left = self._pending_by_key.get(key, 0) + change
+            if left > 0:
+                self._pending_by_key[key] = left
+            else:
+                self._pending_by_key.pop(key, None)
+
     def _put(self, task: Task[Any]) -> None:
-        self._queue.put(task)
+        self._queue.put(task.key or _NO_KEY, task)
         if self.status == "dead":  # died between the check and the put
             self._fail_waiting()
 
@@ -165,7 +193,7 @@ class ModelWorker:
         """Take no new task; the running one may finish within ``grace_s``."""
         if self._deadline is None:
             self._deadline = time.monotonic() + grace_s
-            self._queue.put(_STOP)
+            self._queue.put(_NO_KEY, _STOP)
 
     def join(self, timeout: float) -> bool:
         self._thread.join(timeout)
@@ -199,7 +227,7 @@ class ModelWorker:
                 if task is _STOP:
                     break
                 with self._lock:
-                    self._pending -= 1
+                    self._count(task.key, -1)
                 if self._deadline is not None:
                     task.future.set_exception(Unavailable(
                         "the service is shutting down; the job stays queued and resumes after "

@@ -68,7 +68,7 @@ class RoundRunner:
             if crashed:
                 self.jobs.requeue(job.id, f"resumed after a restart (the process stopped "
                                              f"during attempt {job.attempts})")
-            self.worker.submit_recovered(self._task(job.id))
+            self.worker.submit_recovered(self._task(job.id, job.run_id))
             resumed.append(job.id)
             log.info("job resumed", extra={"job_id": job.id, "was": job.status})
         return resumed
@@ -100,8 +100,8 @@ class RoundRunner:
 
     # -- running (on the worker thread) ---------------------------------------------------------
 
-    def _task(self, job_id: str) -> Task[JobRecord]:
-        task = Task(f"round job {job_id}", lambda ctx: self._run(ctx, job_id))
+    def _task(self, job_id: str, run_id: str | None = None) -> Task[JobRecord]:
+        task = Task(f"round job {job_id}", lambda ctx: self._run(ctx, job_id), key=run_id)
         self._active[job_id] = task.future
         task.future.add_done_callback(lambda _f: self._active.pop(job_id, None))
         return task

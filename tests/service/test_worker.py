@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -130,6 +131,27 @@ def test_queue_full_is_429_with_retry_after(server: DCESServer, fortunes: list[d
     line = next(x for x in metrics.splitlines() if x.startswith(
         'dces_http_requests_total{method="POST",route="/v1/runs/{run_id}/rounds",status="429"}'))
     assert float(line.rpartition(" ")[2]) >= 2  # the client met 429 too, and waited
+
+
+def test_concurrent_retries_of_one_round_get_it_without_a_slot(
+        server: DCESServer, fortunes: list[dict[str, Any]]) -> None:
+    """The queue has one slot: the first request takes it, its concurrent retries (same key,
+    same body) find the job instead of a 429 for a round that was accepted."""
+    http = server.http()
+    run = http.post("/v1/runs", json={"config": NO_LM}).json()["id"]
+    path = f"/v1/runs/{run}/rounds"
+    running = http.post(path, json={"samples": fortunes[700:1100], "budget": 20}).json()["id"]
+    while http.get(f"/v1/jobs/{running}").json()["status"] != "running":
+        time.sleep(0.05)
+    body = {"samples": fortunes[:10], "budget": 2}
+    headers = {"Idempotency-Key": "retried", "Prefer": "respond-async"}
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: server.http().post(path, json=body, headers=headers),
+                                range(8)))
+    assert sorted({a.status_code for a in answers}) == [202], [a.text for a in answers]
+    assert len({job := a.json()["id"] for a in answers}) == 1
+    with server.client() as client:  # leave the one queue slot free for the next test
+        assert client.wait_job(job, timeout=600)["status"] == "succeeded"
 
 
 def test_worker_death_turns_the_service_unready(server: DCESServer,
