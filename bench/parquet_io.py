@@ -75,7 +75,7 @@ def made_up_decisions(samples: Iterable[tuple[str, str]]) -> list[SampleDecision
     return [
         SampleDecision(id=sid, selected=i % 10 == 0, role="edge" if i % 10 == 0 else None,
                        cluster=i % 64, distance=0.5, text=text, edits=[],
-                       reason=None if i % 10 == 0 else "not_selected")
+                       reason=None if i % 10 == 0 else "quota_filled")
         for i, (sid, text) in enumerate(samples)
     ]
 

@@ -48,6 +48,8 @@ from curation.types import (
 )
 
 Progress = Callable[[str, float], None]
+# Why a selectable candidate was left out (not a rejection: it passed every rule).
+LEFT_OUT = ("quota_filled", "no_quota")
 
 
 @dataclass
@@ -337,13 +339,16 @@ class Curator:
         ]
         rejected: dict[str, int] = {}
         for d in r.decisions:
-            if d.reason and d.reason != "not_selected":
+            if d.reason and d.reason not in LEFT_OUT:
                 rejected[d.reason] = rejected.get(d.reason, 0) + 1
+        selected = sum(1 for d in r.decisions if d.selected)
         ref = r.ref
         return RoundResult(
             round=r.state.round,
             budget=r.budget,
-            selected=sum(1 for d in r.decisions if d.selected),
+            selected=selected,
+            shortfall=_shortfall(r.budget, selected + len(r.replay.rows), len(r.batch),
+                                 rejected),
             decisions=r.decisions,
             clusters=clusters,
             feedback_signal=r.signal,
@@ -497,7 +502,8 @@ def _decisions(
     for i, sample in enumerate(batch):
         e = by_index.get(i)
         chosen = role.get(i)
-        reason = degenerate[i] or rejected.get(i) or (None if chosen else "not_selected")
+        left_out = None if chosen else _left_out(pools[labels[i]])
+        reason = degenerate[i] or rejected.get(i) or left_out
         out.append(
             SampleDecision(
                 id=sample.id,
@@ -511,6 +517,25 @@ def _decisions(
             )
         )
     return out
+
+
+def _left_out(pool: ClusterPool) -> str:
+    """Why a selectable sample was not taken: its cluster filled its quota with others ranked
+    ahead of it, or the cluster got no share of the budget at all."""
+    return "quota_filled" if pool.centers or pool.edges else "no_quota"
+
+
+def _shortfall(budget: int, selected: int, candidates: int, rejected: dict[str, int]
+               ) -> dict[str, Any] | None:
+    """Why a round selected fewer than its budget, or None when it did not."""
+    if selected >= budget:
+        return None
+    why = ", ".join(f"{n} {reason}" for reason, n in sorted(rejected.items()))
+    return {
+        "missing": budget - selected,
+        "reason": f"only {selected} of {candidates} candidates could be selected"
+                  + (f"; the others were rejected ({why})" if why else ""),
+    }
 
 
 def _exemplars(r: _Round) -> dict[int, str]:

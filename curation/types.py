@@ -230,6 +230,8 @@ class RoundResult:
     scores: dict[str, Any] = field(default_factory=dict)
     # Reference exemplars of lost clusters (role "replay"), part of the budget.
     replay: list[SampleDecision] = field(default_factory=list)
+    # When fewer than the budget were selected: {"missing": n, "reason": "..."}.
+    shortfall: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -243,6 +245,7 @@ class RoundResult:
             "health": self.health,
             "edit_stats": self.edit_stats.to_dict(),
             "rejected": self.rejected,
+            "shortfall": self.shortfall,
             "scores": self.scores,
             "timings": self.timings,
         }

@@ -256,7 +256,7 @@ def test_every_format_is_written_in_every_other(
         SampleDecision(id=s.id, selected=i < 2, role="center" if i < 2 else None, cluster=i % 2,
                        distance=0.25, text=s.text.replace("text", "tekst") if i == 0 else s.text,
                        edits=[Edit(0, 4, "text", "tekst", 0.5)] if i == 0 else [],
-                       reason=None if i < 2 else "not_selected")
+                       reason=None if i < 2 else "quota_filled")
         for i, s in enumerate(source.samples)
     ]
     target = tmp_path / "out" / NAMES[target_format]

@@ -38,7 +38,7 @@ def test_edges_are_the_least_confident_of_their_cluster(
         edges = [conf[d.id] for d in result.decisions if d.cluster == c.cluster
                  and d.role == "edge"]
         passed_over = [conf[d.id] for d in result.decisions if d.cluster == c.cluster
-                       and d.reason == "not_selected"]
+                       and d.reason == "quota_filled"]
         if edges and passed_over:  # taken least confident first
             assert max(edges) <= min(passed_over)
     edges = [d for d in result.decisions if d.role == "edge"]

@@ -144,7 +144,11 @@ class SampleDecisionOut(BaseModel):
     distance: float
     text: str = Field(description="The output text: edited for center samples.")
     edits: list[dict[str, Any]]
-    reason: str | None = Field(description="Why not selected: a quality rule or 'not_selected'.")
+    reason: str | None = Field(description=(
+        "Why not selected: a quality rule that rejected it (e.g. 'near_duplicate', "
+        "'too_short'), or, for a sample that passed them all, 'quota_filled' (its cluster "
+        "filled its quota with samples ranked ahead) or 'no_quota' (its cluster got no share "
+        "of the budget)."))
 
 
 class SampleFilter(BaseModel):
@@ -159,7 +163,7 @@ class SampleFilter(BaseModel):
     role: Role | None = Field(None, description="Only samples selected in this role.")
     selected: bool | None = Field(None, description="Only selected (true) or unselected (false).")
     reason: str | None = Field(None, min_length=1, max_length=64, description=(
-        "Only samples with this reason, e.g. 'not_selected', 'near_duplicate', 'too_short'."))
+        "Only samples with this reason, e.g. 'quota_filled', 'near_duplicate', 'too_short'."))
     offset: int = Field(0, ge=0, le=MAX_INT, description="Skip this many matching samples.")
     limit: int | None = Field(None, ge=1, le=MAX_PAGE, description=(
         "At most this many samples (default: all). `X-Total-Count` says how many matched."))
@@ -167,6 +171,11 @@ class SampleFilter(BaseModel):
     def active(self) -> dict[str, Any]:
         """The filters that were given, as {field: value}; empty when none was."""
         return self.model_dump(exclude_none=True, exclude={"offset", "limit"})
+
+
+class Shortfall(BaseModel):
+    missing: int = Field(description="Samples the round selected fewer than its budget.")
+    reason: str
 
 
 class RoundOut(BaseModel):
@@ -189,6 +198,8 @@ class RoundOut(BaseModel):
     health: dict[str, Any]
     edit_stats: dict[str, Any]
     rejected: dict[str, int]
+    shortfall: Shortfall | None = Field(
+        None, description="Why the round selected fewer than its budget; null when it did not.")
     scores: dict[str, Any] = Field(
         default_factory=dict,
         description="Where confidence came from ('generator', 'lm' or 'none') and the "
@@ -238,8 +249,15 @@ class FeedbackIn(BaseModel):
 class FeedbackOut(BaseModel):
     run_id: str
     round: int
-    metrics: dict[str, float]
+    metrics: dict[str, float] = Field(description="Every metric recorded for the round.")
     created_at: str
+    used: list[str] = Field(default_factory=list, description=(
+        "Metrics of this post that the feedback signal reads (see /info's feedback_metrics)."))
+    ignored: list[str] = Field(default_factory=list, description=(
+        "Metrics of this post that DCES does not know: stored and listed, never used."))
+    replaced: list[str] = Field(default_factory=list, description=(
+        "Metrics this post changed: the round had them with another value. A post merges into "
+        "the round's metrics; a metric it does not name keeps its earlier value."))
 
 
 class FeedbackList(BaseModel):
@@ -310,6 +328,9 @@ class InfoOut(BaseModel):
     version: str
     models: dict[str, Any]
     limits: dict[str, int]
+    feedback_metrics: dict[str, str] = Field(description=(
+        "The training metrics the feedback signal reads, each with the direction that means "
+        "collapse ('rise' or 'fall'); other names are stored but not used."))
     auth: bool
     database: str
 

@@ -191,7 +191,7 @@ def test_generator_scores_steer_the_round(http: httpx.Client,
     assert result["scores"]["source"] == "generator"
     confidence = {s["id"]: s["logprob"] / s["tokens"] for s in samples}
     edges = [confidence[s["id"]] for s in result["samples"] if s["role"] == "edge"]
-    passed = [confidence[s["id"]] for s in result["samples"] if s["reason"] == "not_selected"]
+    passed = [confidence[s["id"]] for s in result["samples"] if s["reason"] == "quota_filled"]
     assert edges and passed and sum(edges) / len(edges) < sum(passed) / len(passed)
 
 
@@ -519,3 +519,41 @@ def test_client_errors_survive_pickling() -> None:
 
     err = pickle.loads(pickle.dumps(DCESError(422, {"title": "Unprocessable", "detail": "budget"})))
     assert err.status == 422 and err.problem["detail"] == "budget" and "budget" in str(err)
+
+
+def test_feedback_says_what_it_used_ignored_and_replaced(http: httpx.Client,
+                                                         fortunes: list[dict[str, Any]]) -> None:
+    known = http.get("/info").json()["feedback_metrics"]
+    assert known["heldout_perplexity"] == "rise" and known["generation_entropy"] == "fall"
+    run = new_run(http)
+    assert http.post(f"/v1/runs/{run}/rounds",
+                     json={"samples": fortunes[400:460], "budget": 10}).status_code == 200
+    first = http.post(f"/v1/runs/{run}/feedback",
+                      json={"metrics": {"eval_loss": 2.0, "my_metric": 7.0}})
+    assert first.status_code == 201
+    assert (first.json()["used"], first.json()["ignored"], first.json()["replaced"]) == (
+        ["eval_loss"], ["my_metric"], [])
+    second = http.post(f"/v1/runs/{run}/feedback",
+                       json={"metrics": {"eval_loss": 1.5, "entropy": 3.0}})
+    assert second.status_code == 200  # merged into the first
+    body = second.json()
+    assert body["metrics"] == {"eval_loss": 1.5, "my_metric": 7.0, "entropy": 3.0}
+    assert (body["used"], body["ignored"], body["replaced"]) == (
+        ["entropy", "eval_loss"], [], ["eval_loss"])
+
+
+def test_a_round_short_of_its_budget_says_why(http: httpx.Client,
+                                              fortunes: list[dict[str, Any]]) -> None:
+    run = new_run(http)
+    samples = [*fortunes[500:502], {"id": "tiny", "text": "ok"}]
+    result = http.post(f"/v1/runs/{run}/rounds", json={"samples": samples, "budget": 10}).json()
+    assert result["selected"] == 2
+    assert result["shortfall"] == {
+        "missing": 8, "reason": "only 2 of 3 candidates could be selected; the others were "
+                                "rejected (1 too_short)"}
+    full = http.post(f"/v1/runs/{run}/rounds",
+                     json={"samples": fortunes[502:540], "budget": 5}).json()
+    assert full["shortfall"] is None
+    assert {s["reason"] for s in full["samples"] if not s["selected"]} <= {
+        "quota_filled", "no_quota", "near_duplicate", "outlier", "implausible"}
+    assert any(s["reason"] == "quota_filled" for s in full["samples"])

@@ -99,7 +99,7 @@ def test_no_filter_answers_the_stored_round_unchanged(
 
 @pytest.mark.parametrize("query", [
     {"cluster": 0}, {"selected": False}, {"selected": True}, {"cluster": 0, "selected": False},
-    {"role": "center"}, {"role": "edge"}, {"role": "replay"}, {"reason": "not_selected"},
+    {"role": "center"}, {"role": "edge"}, {"role": "replay"}, {"reason": "quota_filled"},
     {"reason": "no-such-reason"}, {"cluster": 1, "role": "edge", "selected": True},
 ])
 def test_filters_keep_exactly_the_matching_samples(
@@ -125,7 +125,7 @@ def test_the_round_has_samples_for_the_filters_to_split(
     assert len(samples) == 60 and sum(s["selected"] for s in samples) == 20
     assert {s["role"] for s in samples} >= {"center", "edge", None}
     assert len({s["cluster"] for s in samples}) > 1
-    assert any(s["reason"] == "not_selected" for s in samples)
+    assert any(s["reason"] == "quota_filled" for s in samples)
 
 
 @pytest.mark.parametrize(("query", "parameter"), [

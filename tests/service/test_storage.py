@@ -146,24 +146,36 @@ def test_idempotency_key_finds_the_first_job(stores: Stores) -> None:
     assert stores.jobs.create_round_job(other_run, "key", "h1", 2, None, samples=SAMPLES)[1]
 
 
-def test_feedback_can_change_only_until_it_is_used(stores: Stores) -> None:
+def test_feedback_merges_until_it_is_used(stores: Stores) -> None:
     run = stores.runs.create_run(None, {}, {}).id
     feedback = stores.feedback
+
+    def put(n: int | None, metrics: dict[str, float]) -> tuple[bool, list[str]]:
+        _, created, replaced = feedback.put_feedback(run, n, metrics, max_metrics=3)
+        return created, replaced
+
     with pytest.raises(InvalidInput):
-        feedback.put_feedback(run, None, {"loss": 1.0})
+        put(None, {"loss": 1.0})
     for n in range(2):
         job, _ = stores.jobs.create_round_job(run, None, "h", 2, None, samples=SAMPLES)
         inp = stores.jobs.start_job(job.id)
         assert inp is not None and inp.round == n
         stores.jobs.commit_round(inp, fake_result(2), {"round": n + 1})
-        assert feedback.put_feedback(run, None, {"loss": 1.0 + n})[1] is True
-    assert feedback.put_feedback(run, 1, {"loss": 5.0})[1] is True  # latest: may be replaced
-    assert feedback.put_feedback(run, 0, {"loss": 1.0})[1] is False  # used, unchanged: a no-op
+        assert put(None, {"loss": 1.0 + n}) == (True, [])
+    assert put(1, {"loss": 5.0, "ece": 0.1}) == (False, ["loss"])  # latest: merged
+    assert put(1, {"entropy": 3.0}) == (False, [])  # a new metric joins the others
+    with pytest.raises(LimitExceeded, match="round 1 would have 4 metrics with these, over "
+                                            "max_feedback_metrics = 3"):
+        put(1, {"distinct_2": 0.9})
+    assert put(0, {"loss": 1.0}) == (False, [])  # used, unchanged: a no-op
     with pytest.raises(Conflict):
-        feedback.put_feedback(run, 0, {"loss": 9.0})
+        put(0, {"loss": 9.0})
+    with pytest.raises(Conflict):
+        put(0, {"ece": 9.0})  # a new metric changes a used round too
     with pytest.raises(InvalidInput):
-        feedback.put_feedback(run, 2, {"loss": 9.0})
-    assert [f.metrics for f in feedback.list_feedback(run)] == [{"loss": 1.0}, {"loss": 5.0}]
+        put(2, {"loss": 9.0})
+    assert [f.metrics for f in feedback.list_feedback(run)] == [
+        {"loss": 1.0}, {"loss": 5.0, "ece": 0.1, "entropy": 3.0}]
 
 
 def test_reference_appends_by_id(stores: Stores) -> None:

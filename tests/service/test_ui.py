@@ -170,7 +170,7 @@ def test_with_the_token_every_health_series_is_plotted_over_the_3_rounds(
 
 
 @pytest.mark.parametrize("filters", [
-    {"selected": "false"}, {"selected": "true"}, {"role": "edge"}, {"reason": "not_selected"},
+    {"selected": "false"}, {"selected": "true"}, {"role": "edge"}, {"reason": "quota_filled"},
     {"cluster": None}, {"cluster": None, "selected": "false"},
 ])
 def test_filters_list_exactly_the_samples_the_api_matches(

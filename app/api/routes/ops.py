@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from app import __version__
 from app.api.deps import Svc
 from app.api.schemas import InfoOut, ReadyOut
+from curation.ratio import FEEDBACK_DIRECTIONS
 
 router = APIRouter(tags=["ops"])
 
@@ -48,6 +49,8 @@ def info(svc: Svc) -> dict[str, Any]:
             "loaded": svc.worker.models.loaded if svc.worker.models is not None else None,
         },
         "limits": settings.limits(),
+        "feedback_metrics": {name: "rise" if direction > 0 else "fall"
+                             for name, direction in FEEDBACK_DIRECTIONS.items()},
         "auth": bool(settings.api_tokens()),
         "database": svc.db.dialect,
     }

@@ -6,6 +6,7 @@ event loop that answers ``/readyz``.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
@@ -27,7 +28,8 @@ from app.api.schemas import (
     RunList,
     RunOut,
 )
-from app.store.records import FeedbackRecord, RunRecord
+from app.store.records import RunRecord
+from curation.ratio import FEEDBACK_DIRECTIONS
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -93,16 +95,23 @@ def list_reference(run_id: str, svc: Svc, limit: Limit = 100, offset: Offset = 0
 
 
 @router.post("/{run_id}/feedback", response_model=FeedbackOut,
-             responses={200: {"description": "Unchanged (the same metrics were stored)"},
-                        201: {"description": "Stored"}})
+             responses={200: {"description": "Merged into the round's metrics, or unchanged"},
+                        201: {"description": "Stored (the round's first feedback)"}})
 def post_feedback(run_id: str, body: FeedbackIn, svc: Svc, response: Response
-                  ) -> FeedbackRecord:
+                  ) -> dict[str, Any]:
     """Training metrics of a finished round (default: the latest), e.g. ``heldout_perplexity``,
-    ``generation_entropy``, ``eval_loss``, ``ece``. The next round's edge ratios use them."""
+    ``generation_entropy``, ``eval_loss``, ``ece`` (``/info`` lists the names the signal
+    reads). The next round's edge ratios use them. A second post for the round merges into the
+    first (``replaced`` names the metrics it changed) until the next round is curated; then it
+    is a 409. The answer says which metrics are used and which are ignored."""
     check_metrics(body.metrics, svc.settings, "metrics")
-    feedback, created = svc.feedback.put_feedback(run_id, body.round, body.metrics)
+    feedback, created, replaced = svc.feedback.put_feedback(
+        run_id, body.round, body.metrics, svc.settings.max_feedback_metrics)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return feedback
+    return {**asdict(feedback),
+            "used": sorted(k for k in body.metrics if k in FEEDBACK_DIRECTIONS),
+            "ignored": sorted(k for k in body.metrics if k not in FEEDBACK_DIRECTIONS),
+            "replaced": replaced}
 
 
 @router.get("/{run_id}/feedback", response_model=FeedbackList)

@@ -117,7 +117,7 @@ async function loadSamples() {
   const form = $('filters').elements;
   options(form.cluster, body.clusters.map((c) => c.cluster),
     (c) => `${c} (${body.clusters.find((x) => String(x.cluster) === c)?.size ?? 0})`);
-  options(form.reason, ['not_selected', ...Object.keys(body.rejected)]);
+  options(form.reason, ['quota_filled', 'no_quota', ...Object.keys(body.rejected)]);
   renderSamples($('samples'), body.samples);
   $('sample-count').textContent = total
     ? `${state.offset + 1}–${state.offset + body.samples.length} of ${total} samples`
