@@ -51,7 +51,7 @@ health. Errors are `application/problem+json` (RFC 9457). See `/info` for the li
 
 
 def build_services(settings: Settings, model_loader: ModelLoader = load_models) -> Services:
-    db = Database(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url, reserve_bytes=settings.storage_reserve_mb << 20)
     uploads, jobs, rounds = UploadStore(db), JobStore(db), RoundStore(db)
     worker = ModelWorker(lambda: model_loader(settings), settings.queue_size,
                          settings.worker_nice, per_key=settings.queue_per_run)

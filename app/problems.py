@@ -64,6 +64,10 @@ class Unavailable(ServiceError):
     """The service cannot take work now (models loading, worker dead, shutting down)."""
 
 
+class StorageFull(Unavailable):
+    """The database's disk is full; deleting runs (which the disk reserve allows) frees space."""
+
+
 class Interrupted(Unavailable):
     """A job stopped before it finished (shutdown, restart); it resumes or fails with a reason."""
 
@@ -91,6 +95,7 @@ PROBLEMS: dict[type[BaseException], ProblemType] = {
     RequestValidationError: ProblemType(422, "validation-error", "Request validation failed"),
     QueueFull: ProblemType(429, "queue-full", "Too many requests"),
     Unavailable: ProblemType(503, "unavailable", "Service unavailable"),
+    StorageFull: ProblemType(503, "storage-full", "Insufficient storage"),
     Interrupted: ProblemType(503, "interrupted", "Job interrupted"),
     Unauthorized: ProblemType(401, "unauthorized", "Unauthorized"),
     IntegrityError: ProblemType(409, "conflict", "Conflict"),

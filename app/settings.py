@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     )
     queue_size: int = Field(
         default=8, ge=1, description="Jobs waiting for the model worker; then 429.")
+    storage_reserve_mb: int = Field(
+        default=16, ge=0,
+        description="A file of this size beside the SQLite database, released when the disk "
+                    "fills so that runs can still be deleted to free space; 0: none.")
     queue_per_run: int = Field(
         default=2, ge=1,
         description="Jobs one run may have waiting for the model worker; then 429. Runs take "

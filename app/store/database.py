@@ -40,8 +40,11 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from app.problems import StorageFull
+from app.store.disk import DiskGuard, is_disk_full
 from app.store.migrations import BASELINE, MIGRATIONS_DIR
 from app.store.tables import Base
 
@@ -58,6 +61,7 @@ _MIGRATION_LOCK = 0x0DCE5_5C4E
 # which queues other writers of the row but not inserts of rows referencing it (their foreign key
 # check takes a KEY SHARE lock); nothing on SQLite, whose write transactions queue anyway.
 ROW_LOCK: dict[str, Any] = {"key_share": True}
+STORAGE_RETRY_S = 30  # Retry-After of a write refused for a full disk
 
 
 class SchemaVersionError(RuntimeError):
@@ -77,9 +81,10 @@ def new_id(prefix: str) -> str:
 class Database:
     """The engine plus ``read()`` / ``write()`` transactions; safe to share across threads."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, reserve_bytes: int = 0) -> None:
         self.url = url
         self.engine = _make_engine(url)
+        self.disk = DiskGuard(_sqlite_dir(url), reserve_bytes)
         self._writer = self.engine.execution_options(dces_write=True)
         try:
             upgrade = self._upgrade_schema()
@@ -100,9 +105,20 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """One transaction: everything inside commits together or not at all."""
-        with Session(self._writer, expire_on_commit=False) as session, session.begin():
-            yield session
+        """One transaction: everything inside commits together or not at all. A full disk is
+        :class:`StorageFull` (and releases the disk reserve, see :mod:`app.store.disk`)."""
+        try:
+            with Session(self._writer, expire_on_commit=False) as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            if not is_disk_full(exc):
+                raise
+            self.disk.on_full()
+            raise StorageFull(
+                f"the database's disk is full; delete runs that are no longer needed "
+                f"(DELETE /v1/runs/{{id}} works on a full disk) or free space, then retry after "
+                f"{STORAGE_RETRY_S} s", headers={"Retry-After": str(STORAGE_RETRY_S)}) from exc
+        self.disk.on_write()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -158,6 +174,14 @@ class SchemaUpgrade(NamedTuple):
     revision: str
 
 
+def _sqlite_dir(url: str) -> Path | None:
+    """The directory of a SQLite file database (where its disk reserve goes), else None."""
+    if not url.startswith("sqlite") or "///" not in url:
+        return None
+    path = url.split("///", 1)[1]
+    return None if not path or path == ":memory:" else Path(path).parent
+
+
 def _make_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
@@ -170,8 +194,11 @@ def _make_engine(url: str) -> Engine:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN below be the only one
         cursor = dbapi_conn.cursor()
+        # secure_delete=FAST: Debian builds SQLite to zero every freed page, which makes a
+        # delete write as much as it frees (a run could not be deleted on a full disk); FAST
+        # zeroes what costs no extra I/O, so freed overflow pages keep their bytes until reused.
         for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
-                       "busy_timeout=30000"):
+                       "busy_timeout=30000", "secure_delete=FAST"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 

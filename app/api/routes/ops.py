@@ -34,7 +34,10 @@ async def readyz(svc: Svc) -> JSONResponse:
     worker = svc.worker
     body = {"ready": worker.ready, "status": worker.phase, "detail": worker.reason,
             "queue_depth": worker.depth}
-    return JSONResponse(body, status_code=200 if worker.ready else 503)
+    if worker.ready and svc.db.disk.full:
+        body.update(ready=False, status="storage-full",
+                    detail="the database's disk is full: delete runs or free space")
+    return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
 
 @router.get("/info", response_model=InfoOut)
