@@ -120,8 +120,11 @@ class QualityConfig(Section, path="config.quality"):
     # Edge distance beyond median + z * 1.4826 * MAD of its cluster.
     outlier_mad: float = setting(4.0, Bound(float, 0, low_open=True))
     # Confidence below median - z * 1.4826 * MAD of the round's own candidates: garbage, not
-    # surprise. Loose on purpose: the most surprising third is what slows collapse.
-    implausible_mad: float = setting(6.0, Bound(float, 0, low_open=True))
+    # surprise. It removes the far tail only (6-24 of 1,200 benchmark candidates a round); the
+    # rest of the surprising third is what slows collapse. At 6 it never fired; at 3 the final
+    # held-out ppl was 486/568/472 against 504/547/487 (3 seeds: better in two, worse in one;
+    # the `dces_loose_filter` ablation of bench/results/collapse.md is the run of record).
+    implausible_mad: float = setting(3.0, Bound(float, 0, low_open=True))
 
 
 @dataclass(frozen=True)

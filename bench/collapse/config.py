@@ -20,14 +20,14 @@ from typing import Any
 
 STRATEGIES = ("random", "ppl_low", "ppl_high", "semdedup", "dces", "dces_no_edit",
               "dces_static", "dces_no_match", "dces_no_logprobs", "dces_replay", "dces_edit",
-              "dces_match", "dces_share_quotas")
+              "dces_match", "dces_share_quotas", "dces_loose_filter")
 # The default run: every baseline but `ppl_low` (it collapses in two generations every time,
 # bench/results/collapse.md), DCES and the ablations of its default mechanisms (dynamic ratio,
 # surprise-mix quotas, generator scores). Not by default: `dces_replay` (about the `anchor`
 # regime), `dces_no_edit` and `dces_no_match` (editing and reference matching are off by default,
 # so they are `dces`), `dces_edit` and `dces_match` (measured in bench/results/collapse.md).
 DEFAULT_STRATEGIES = ("random", "ppl_high", "semdedup", "dces", "dces_static",
-                      "dces_share_quotas", "dces_no_logprobs")
+                      "dces_share_quotas", "dces_loose_filter", "dces_no_logprobs")
 REGIMES = ("replace", "anchor", "accumulate")
 # Generator log-probs are sent with every candidate, as a training job has them for free; the
 # one ablation without them makes the service score texts with its own LM.
@@ -46,6 +46,8 @@ DCES_STRATEGIES: dict[str, dict[str, Any]] = {
     "dces_share_quotas": {"allocation": {"surprise": 0.0}},
     # Its real share comes from replay of lost modes, not from random real data (under `anchor`).
     "dces_replay": {"replay": {"fraction": 0.1}},
+    # The implausibility cut at 6 MADs (the previous default, which never fired), not 3.
+    "dces_loose_filter": {"quality": {"implausible_mad": 6.0}},
 }
 REPLAY_STRATEGIES = {"dces_replay"}
 
