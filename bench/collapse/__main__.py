@@ -15,6 +15,7 @@ import contextlib
 import os
 import platform
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -75,8 +76,14 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "torch": torch.__version__}
 
 
+def _stop(signum: int, _frame: object) -> None:
+    """SIGTERM ends the run like Ctrl-C: workers and the service are stopped on the way out."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
     base = QUICK if args.quick else FULL
     regimes = None if args.regime is None else (
         REGIMES if "all" in args.regime else tuple(dict.fromkeys(args.regime)))

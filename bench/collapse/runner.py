@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.collapse.config import BenchConfig
 from bench.collapse.experiment import Gen0, Shared, run_chain, run_gen0
 from bench.collapse.model import quiet_transformers
 from curation.embed import Embedder, load_embedder
@@ -87,22 +88,37 @@ def run_all(shared: Shared, embedder: Embedder, progress: Callable[[str], None]
         events = manager.Queue()
         pending: dict[Future[Any], str] = {
             pool.submit(_gen0_task, seed, events): "gen0" for seed in range(cfg.seeds)}
-        while pending:
-            done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            _drain(events, progress)
-            for future in done:
-                kind = pending.pop(future)
-                result = future.result()  # a failed task stops the benchmark here
-                if kind == "chain":
-                    chains.append(result)
-                    continue
-                gen0s.append(result)
-                for regime in cfg.regimes:
-                    for strategy in cfg.strategies:
-                        pending[pool.submit(_chain_task, regime, result.seed, strategy,
-                                            result, events)] = "chain"
-        _drain(events, progress)
+        try:
+            _run_pending(pool, pending, events, cfg, gen0s, chains, progress)
+        except BaseException:
+            # A failed task or a stop (Ctrl-C, SIGTERM): end the workers now rather than wait
+            # for their running chains, which take minutes each.
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return sorted(gen0s, key=lambda g: g.seed), chains
+
+
+def _run_pending(pool: ProcessPoolExecutor, pending: dict[Future[Any], str], events: Any,
+                 cfg: BenchConfig, gen0s: list[Gen0], chains: list[dict[str, Any]],
+                 progress: Callable[[str], None]) -> None:
+    """Collect finished tasks; each finished generation 0 submits its seed's chains."""
+    while pending:
+        done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+        _drain(events, progress)
+        for future in done:
+            kind = pending.pop(future)
+            result = future.result()  # a failed task stops the benchmark here
+            if kind == "chain":
+                chains.append(result)
+                continue
+            gen0s.append(result)
+            for regime in cfg.regimes:
+                for strategy in cfg.strategies:
+                    pending[pool.submit(_chain_task, regime, result.seed, strategy,
+                                        result, events)] = "chain"
+    _drain(events, progress)
 
 
 def _drain(events: Any, progress: Callable[[str], None]) -> None:
