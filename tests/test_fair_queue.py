@@ -72,3 +72,32 @@ def test_a_run_with_a_backlog_cannot_starve_another_run() -> None:
     finally:
         worker.drain(0)
         worker.join(10)
+
+
+def test_runs_refused_a_slot_go_first_when_slots_free_up() -> None:
+    worker = ModelWorker(lambda: None, capacity=1, per_key=2)
+    worker.start()
+    gate = threading.Event()
+    try:
+        with worker.reservation("busy") as slot:  # runs until the gate opens
+            slot.submit(running := Task("busy", lambda _ctx: gate.wait(30)))
+        while not running.future.running():
+            threading.Event().wait(0.01)
+        with worker.reservation("a") as slot:  # a's job waits in the only slot
+            slot.submit(queued := Task("a-1", lambda _ctx: None))
+        with pytest.raises(QueueFull, match="queue is full"), worker.reservation("b"):
+            pass  # b is refused: the queue is full
+        gate.set()
+        queued.future.result(30)
+        assert worker.depth == 0
+        with pytest.raises(QueueFull, match="1 runs refused earlier go first"), \
+                worker.reservation("a"):
+            pass  # the free slot is b's, not a's, whose round just finished
+        with worker.reservation(None):  # a task of no run is not held back
+            pass
+        with worker.reservation("b") as slot:
+            slot.submit(Task("b-1", lambda _ctx: None))
+    finally:
+        gate.set()
+        worker.drain(0)
+        worker.join(10)
