@@ -364,6 +364,20 @@ for path in /ui /ui/static/ui.css /ui/static/main.js /ui/static/api.js /ui/stati
         || fail "--network=none: GET $path is not 200"
 done
 log "--network=none: /ui and its assets answer 200"
+# /docs and /redoc: every script and stylesheet their pages load comes from the image too.
+podman exec "$TAG-c" python -c '
+import os, re, urllib.request
+base = "http://127.0.0.1:" + os.environ.get("DCES_PORT", "8080")
+for page in ("/docs", "/redoc"):
+    html = urllib.request.urlopen(base + page, timeout=10).read().decode()
+    assets = re.findall(r"<(?:script[^>]*\ssrc|link[^>]*\shref)=\"([^\"]+)\"", html)
+    assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets), assets
+    for url in assets:
+        with urllib.request.urlopen(base + url, timeout=10) as answer:
+            assert answer.status == 200 and len(answer.read()) > 100, url
+    print(page, len(assets), "assets")
+' || fail "--network=none: /docs or /redoc does not load all its assets from the image"
+log "--network=none: /docs and /redoc load every asset from the image"
 
 echo "smoke: image $IMAGE $((IMAGE_BYTES / 1000000)) MB, build ${BUILD_S} s, cold start ${COLD_S} s," \
     "memory $MEM, SIGTERM to exit ${STOP_S} s, smoke ${SECONDS} s"
