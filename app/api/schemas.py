@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.api.links import job_links
 from app.store.records import FeedbackSource, JobRecord, JobStatus, UploadStatus
-from curation.types import GENERATOR_FIELDS, Role, generator_confidence
+from curation.config import CurationConfig
+from curation.types import GENERATOR_FIELDS, ClusterReport, Role, generator_confidence
 
 MAX_INT = 2**31 - 1  # any integer that reaches the database fits every SQL INTEGER
 MAX_PAGE = 10_000  # samples in one page of a round
@@ -74,7 +75,10 @@ class RunOut(BaseModel):
     rounds: int = Field(description="Committed rounds.")
     reference_samples: int
     overrides: dict[str, Any]
-    config: dict[str, Any] = Field(description="The resolved config every round of this run uses.")
+    config: CurationConfig = Field(
+        description="The resolved config every round of this run uses: every setting with its "
+                    "type and default (bounds: curation/config.py; a value outside one is a 422 "
+                    "naming the setting).")
 
 
 class RunList(BaseModel):
@@ -120,6 +124,75 @@ class RoundIn(BaseModel):
         return self
 
 
+class Alert(BaseModel):
+    """A plain-language health alert of a round."""
+
+    kind: str = Field(description="dispersion_drop, effective_clusters_drop, mode_loss (the "
+                                  "candidates against the reference) or mode_drop (against an "
+                                  "earlier round of the run).")
+    severity: Literal["warning", "critical"]
+    cluster: int | None = Field(description="The cluster it is about (the largest lost mode).")
+    message: str
+
+
+class LostClusterOut(BaseModel):
+    cluster: int
+    reference_share: float
+    candidates: int
+    expected: float = Field(description="Candidates it would hold if drawn like the reference.")
+
+
+class RoundHealth(BaseModel):
+    """A round's health (curation.health); metrics that need a reference are null without one.
+    Rounds stored by an older DCES lack the newer metrics (null here)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    effective_clusters: float
+    clusters_occupied: int
+    mean_dispersion: float
+    vendi: float
+    selected_vendi: float
+    distinct_1: float
+    distinct_2: float
+    compression_ratio: float
+    mmd_to_reference: float | None = None
+    selected_mmd_to_reference: float | None = None
+    reference_coverage: float | None = None
+    lost_modes: int | None = None
+    lost_reference_mass: float | None = None
+    lost_reference_mass_delta: float | None = None
+    tail_coverage: float | None = None
+    missing_mass: float | None = None
+    missing_mass_by_chance: float | None = None
+    mode_loss_p: float | None = None
+    lost_clusters: list[LostClusterOut] | None = None
+    emptied_clusters: int | None = None
+    dropped_modes: int | None = None
+    dropped_mass: float | None = None
+    dropped_since_round: int | None = None
+    mode_drop_p: float | None = None
+    alerts: list[Alert]
+
+
+class EditOut(BaseModel):
+    """One token edit over the original text: ``text[start:end]`` was ``old``, is ``new``."""
+
+    start: int
+    end: int
+    old: str
+    new: str
+    p: float = Field(description="The replaced token's probability under the editing LM.")
+
+
+class EditStatsOut(BaseModel):
+    samples: int
+    edited_samples: int
+    tokens: int
+    edits: int
+    edit_rate: float = Field(description="Edits per 100 tokens.")
+
+
 class RoundSummary(BaseModel):
     run_id: str
     round: int
@@ -129,7 +202,7 @@ class RoundSummary(BaseModel):
     samples: int
     selected: int
     feedback_source: FeedbackSource
-    alerts: list[Any]
+    alerts: list[Alert]
 
 
 class RoundList(BaseModel):
@@ -143,7 +216,7 @@ class SampleDecisionOut(BaseModel):
     cluster: int
     distance: float
     text: str = Field(description="The output text: edited for center samples.")
-    edits: list[dict[str, Any]]
+    edits: list[EditOut]
     reason: str | None = Field(description=(
         "Why not selected: a quality rule that rejected it (e.g. 'near_duplicate', "
         "'too_short'), or, for a sample that passed them all, 'quota_filled' (its cluster "
@@ -193,10 +266,10 @@ class RoundOut(BaseModel):
     replay: list[SampleDecisionOut] = Field(
         default_factory=list,
         description="Reference exemplars of lost clusters (role 'replay'; `replay.fraction`).")
-    clusters: list[dict[str, Any]] = Field(description="Per cluster, with 'edge_ratio' and why.")
+    clusters: list[ClusterReport] = Field(description="Per cluster, with 'edge_ratio' and why.")
     feedback_signal: dict[str, float]
-    health: dict[str, Any]
-    edit_stats: dict[str, Any]
+    health: RoundHealth
+    edit_stats: EditStatsOut
     rejected: dict[str, int]
     shortfall: Shortfall | None = Field(
         None, description="Why the round selected fewer than its budget; null when it did not.")
@@ -267,14 +340,14 @@ class FeedbackList(BaseModel):
 class ClustersOut(BaseModel):
     run_id: str
     round: int
-    clusters: list[dict[str, Any]]
+    clusters: list[ClusterReport]
 
 
 class HealthOut(BaseModel):
     run_id: str
     rounds: list[int]
     series: dict[str, list[Any]] = Field(description="Each scalar health metric, one per round.")
-    alerts: list[Any] = Field(description="Alerts of the latest round.")
+    alerts: list[Alert] = Field(description="Alerts of the latest round.")
 
 
 # -- jobs ---------------------------------------------------------------------------------------
