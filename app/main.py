@@ -94,6 +94,8 @@ def create_app(settings: Settings | None = None,
     app.include_router(ops.router)
     if settings.fault_injection:
         app.post("/debug/crash-worker", include_in_schema=False)(ops.crash_worker)
+        app.post("/debug/hold-worker", include_in_schema=False)(ops.hold_worker)
+        app.post("/debug/release-worker", include_in_schema=False)(ops.release_worker)
         app.post("/debug/raise-error", include_in_schema=False)(ops.raise_error)
     for module in (runs, rounds, uploads, jobs, curate):
         app.include_router(module.router,

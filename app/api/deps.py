@@ -6,7 +6,8 @@ Built by :func:`app.main.create_app`, kept on ``app.state.services``; routes get
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -39,6 +40,8 @@ class Services:
     runner: RoundRunner
     metrics: Metrics
     round_service: RoundService
+    # Fault injection only: releases of the worker holds of POST /debug/hold-worker.
+    held: list[threading.Event] = field(default_factory=list)
 
 
 def get_services(request: Request) -> Services:

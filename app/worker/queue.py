@@ -225,6 +225,14 @@ class ModelWorker:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def hold(self) -> threading.Event:
+        """Fault injection: the worker runs a task that waits until the returned event is set
+        (at most 10 minutes), so that a test can fill the queue behind it on any CPU."""
+        release = threading.Event()
+        with self.reservation() as slot:
+            slot.submit(Task("hold", lambda _ctx: release.wait(600)))
+        return release
+
     def crash(self) -> None:
         """Fault injection: the worker raises :class:`WorkerCrash` and its thread ends."""
         def boom(_ctx: TaskContext) -> None:

@@ -114,9 +114,7 @@ def test_queue_full_is_429_with_retry_after(server: DCESServer, fortunes: list[d
     http = server.http()
     run = http.post("/v1/runs", json={"config": NO_LM}).json()["id"]
     path = f"/v1/runs/{run}/rounds"
-    running = http.post(path, json={"samples": fortunes[700:1100], "budget": 20}).json()["id"]
-    while http.get(f"/v1/jobs/{running}").json()["status"] != "running":
-        time.sleep(0.05)
+    hold_worker(http)  # busy until released, whatever the CPU's speed
     queued = http.post(path, json={"samples": fortunes[:10], "budget": 2},
                        headers={"Prefer": "respond-async"})
     assert queued.status_code == 202  # takes the one queue slot
@@ -125,14 +123,31 @@ def test_queue_full_is_429_with_retry_after(server: DCESServer, fortunes: list[d
     problem(refused, 429, "queue_size = 1")
     assert int(refused.headers["retry-after"]) >= 1
     assert http.get("/readyz").json()["queue_depth"] == 1
-    # A refused request stored nothing: the same key later makes the round.
-    with server.client(retry_for=300) as client:
-        result = client.curate_round(run, fortunes[10:20], 2, idempotency_key="late")
-    assert result["round"] == 2  # after the running and the queued one
-    metrics = http.get("/metrics").text
-    line = next(x for x in metrics.splitlines() if x.startswith(
-        'dces_http_requests_total{method="POST",route="/v1/runs/{run_id}/rounds",status="429"}'))
-    assert float(line.rpartition(" ")[2]) >= 2  # the client met 429 too, and waited
+    assert refusals(http) == 1
+    # A refused request stored nothing: the same key later makes the round. The client meets
+    # the 429 too and waits; the worker is released once it has.
+    with server.client(retry_for=300) as client, ThreadPoolExecutor(1) as pool:
+        late = pool.submit(client.curate_round, run, fortunes[10:20], 2,
+                           idempotency_key="late")
+        while refusals(http) < 2:
+            time.sleep(0.05)
+        assert http.post("/debug/release-worker").status_code == 200
+        assert late.result(timeout=600)["round"] == 1  # after the queued one
+
+
+def refusals(http: httpx.Client) -> float:
+    """429s answered to POST /rounds so far (from /metrics)."""
+    line = next((x for x in http.get("/metrics").text.splitlines() if x.startswith(
+        'dces_http_requests_total{method="POST",route="/v1/runs/{run_id}/rounds",status="429"}')),
+        " 0")
+    return float(line.rpartition(" ")[2])
+
+
+def hold_worker(http: httpx.Client) -> None:
+    """Occupy the worker (fault injection) until POST /debug/release-worker."""
+    assert http.post("/debug/hold-worker").status_code == 200
+    while http.get("/readyz").json()["queue_depth"]:  # the hold is running, not queued
+        time.sleep(0.02)
 
 
 def test_concurrent_retries_of_one_round_get_it_without_a_slot(
@@ -142,14 +157,13 @@ def test_concurrent_retries_of_one_round_get_it_without_a_slot(
     http = server.http()
     run = http.post("/v1/runs", json={"config": NO_LM}).json()["id"]
     path = f"/v1/runs/{run}/rounds"
-    running = http.post(path, json={"samples": fortunes[700:1100], "budget": 20}).json()["id"]
-    while http.get(f"/v1/jobs/{running}").json()["status"] != "running":
-        time.sleep(0.05)
+    hold_worker(http)
     body = {"samples": fortunes[:10], "budget": 2}
     headers = {"Idempotency-Key": "retried", "Prefer": "respond-async"}
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: server.http().post(path, json=body, headers=headers),
                                 range(8)))
+    assert http.post("/debug/release-worker").status_code == 200
     assert sorted({a.status_code for a in answers}) == [202], [a.text for a in answers]
     assert len({job := a.json()["id"] for a in answers}) == 1
     with server.client() as client:  # leave the one queue slot free for the next test

@@ -71,6 +71,19 @@ def raise_error() -> None:
     raise RuntimeError("injected fault")
 
 
+def hold_worker(svc: Svc) -> dict[str, str]:
+    """Fault injection: keep the worker busy until POST /debug/release-worker."""
+    svc.held.append(svc.worker.hold())
+    return {"status": "worker held"}
+
+
+def release_worker(svc: Svc) -> dict[str, str]:
+    """Fault injection: end every hold."""
+    while svc.held:
+        svc.held.pop().set()
+    return {"status": "worker released"}
+
+
 def crash_worker(svc: Svc) -> dict[str, str]:
     """Fault injection (DCES_FAULT_INJECTION=true only): end the worker thread."""
     svc.worker.crash()
