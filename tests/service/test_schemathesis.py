@@ -26,7 +26,9 @@ def run_schemathesis(server: DCESServer, *headers: str) -> subprocess.CompletedP
                "--max-examples", "3", "--workers", "1", "--seed", "1",
                "--request-timeout", "600",  # a round takes what the CPU takes: no speed bar
                *(arg for header in headers for arg in ("-H", header))]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+    # Its cache of crashes goes to the server's temporary directory, not the repository.
+    return subprocess.run(command, capture_output=True, text=True, timeout=900,
+                          cwd=server.data_dir)
 
 
 @pytest.mark.parametrize("token", [None, TOKEN], ids=["no-token", "token"])
