@@ -23,6 +23,7 @@ from app.api.checks import check_params
 from app.api.deps import Services
 from app.api.docs import install_docs
 from app.api.observe import RequestObserver
+from app.api.openapi import install_openapi
 from app.api.problem_responses import install_problem_handlers
 from app.api.routes import curate, jobs, ops, rounds, runs, uploads
 from app.api.ui import install_ui
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None,
     app.state.services = services
     install_problem_handlers(app)
     install_docs(app)
+    install_openapi(app, with_auth=bool(settings.api_tokens()))
     install_ui(app)
     app.include_router(ops.router)
     if settings.fault_injection:

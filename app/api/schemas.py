@@ -54,6 +54,31 @@ class SampleIn(BaseModel):
 Samples = Annotated[list[SampleIn], Field(min_length=1)]
 
 
+# -- errors -------------------------------------------------------------------------------------
+
+
+class ProblemField(BaseModel):
+    """One offending field of a 422: its path, what is wrong, and the limit it broke."""
+
+    model_config = ConfigDict(extra="allow")
+
+    field: str = Field(description="Path such as `samples[3].id` or `config.ratio.r_max`.")
+    message: str
+    limit: Any = Field(None, description="The bound that was broken, when there is one.")
+
+
+class Problem(BaseModel):
+    """Every error answer (RFC 9457, `application/problem+json`), whatever the status."""
+
+    type: str = Field(description="`urn:dces:problem:<slug>`, e.g. `urn:dces:problem:not-found`.")
+    title: str
+    status: int
+    detail: str
+    instance: str | None = Field(None, description="The request path.")
+    request_id: str | None = Field(None, description="As in the X-Request-ID header and logs.")
+    errors: list[ProblemField] | None = None
+
+
 # -- runs ---------------------------------------------------------------------------------------
 
 

@@ -12,7 +12,12 @@ from html.parser import HTMLParser
 from typing import Any
 
 import httpx
+import jsonschema_rs
 import pytest
+
+from app.api.openapi import _sections
+from curation.bounds import iter_bounds
+from curation.config import CurationConfig
 
 from .conftest import NO_LM, InProcessServer
 
@@ -151,6 +156,58 @@ def test_filters_are_documented_in_openapi(anonymous: httpx.Client) -> None:
     assert all(p["description"] and not p["required"] for p in query.values())
     assert query["limit"]["schema"]["anyOf"][0]["maximum"] == 10_000
     assert "X-Total-Count" in operation["responses"]["200"]["headers"]
+
+
+def test_every_setting_is_documented_with_its_bound(anonymous: httpx.Client) -> None:
+    schemas = anonymous.get("/openapi.json").json()["components"]["schemas"]
+    sections = {c.path: c.__name__ for c in _sections(CurationConfig)}
+    checked = 0
+    for dotted, bound in iter_bounds(CurationConfig):
+        section, name = dotted.rsplit(".", 1)
+        prop = schemas[sections[section]]["properties"][name]
+        assert prop["description"].endswith(f"Must be {bound.text}."), dotted
+        numeric = next((b for b in prop.get("anyOf", [prop])
+                        if b.get("type") in ("integer", "number")), None)
+        if numeric is not None and bound.high is not None:
+            assert numeric["exclusiveMaximum" if bound.high_open else "maximum"] == bound.high
+            checked += 1
+    assert checked > 20
+    assert schemas["RatioConfig"]["properties"]["r_max"]["maximum"] == 1
+    assert schemas["HealthConfig"]["properties"]["mode_loss_alpha"]["minimum"] == 1e-4
+
+
+def test_every_error_status_is_documented_as_a_problem(anonymous: httpx.Client) -> None:
+    spec = anonymous.get("/openapi.json").json()
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            errors = {code for code in responses if code[0] in "45"}
+            expected = {"500"} | ({"401", "422", "503"} if path.startswith("/v1/") else set())
+            expected |= {"404"} if "{" in path else set()
+            assert expected <= errors, (method, path, errors)
+            for code in errors - ({"503"} if path == "/readyz" else set()):
+                content = responses[code]["content"]
+                assert list(content) == ["application/problem+json"], (method, path, code)
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("get", "/v1/runs/no-such-run", 404), ("get", "/v1/jobs/no-such-job", 404),
+    ("get", "/v1/runs?limit=-1", 422), ("post", "/v1/runs", 401),
+])
+def test_error_answers_match_the_documented_problem_schema(
+        http: httpx.Client, anonymous: httpx.Client, method: str, path: str, status: int) -> None:
+    client = anonymous if status == 401 else http
+    response = client.request(method, path, json={} if method == "post" else None)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    spec = anonymous.get("/openapi.json").json()
+    documented = spec["paths"][path.split("?")[0].replace("no-such-run", "{run_id}").replace(
+        "no-such-job", "{job_id}")][method]["responses"][str(status)]
+    assert documented["content"]["application/problem+json"]["schema"] == {
+        "$ref": "#/components/schemas/Problem"}
+    schema = {**spec["components"]["schemas"]["Problem"], "components": spec["components"]}
+    jsonschema_rs.validate(schema, response.json())
 
 
 @pytest.mark.parametrize(("query", "window"), [

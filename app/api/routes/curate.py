@@ -20,7 +20,8 @@ from curation import RunState
 router = APIRouter(prefix="/v1", tags=["curate"])
 
 
-@router.post("/curate", response_model=CurateOut)
+@router.post("/curate", response_model=CurateOut,
+             responses={429: {"description": "Model worker queue full (Retry-After)"}})
 async def curate(body: CurateIn, svc: Svc, request: Request) -> dict[str, Any]:
     """Curate ``samples`` with ``config`` overrides, optional ``reference`` and ``state``."""
     check_samples(body.samples, svc.settings)
