@@ -76,7 +76,11 @@ def main() -> None:
         client.wait_ready()
         run = client.create_run("self-training-hf")["id"]
         client.add_reference(run, [{"id": f"ref-{i}", "text": t} for i, t in enumerate(pool)])
-        dces = DCESSelfTraining(client, run, args.budget)
+        collate = DataCollatorForLanguageModeling(tokenizer, mlm=False)
+        baseline = Trainer(model=model, args=TrainingArguments(
+            output_dir="/tmp/self-training/baseline", report_to=[]),
+            eval_dataset=Texts(held_out, tokenizer), data_collator=collate).evaluate()
+        dces = DCESSelfTraining(client, run, args.budget, baseline=baseline)
         for r in range(args.rounds):
             prompts = [" ".join(t.split()[:4]) for t in pool[r * args.candidates:][
                 :args.candidates]]
@@ -88,7 +92,7 @@ def main() -> None:
                                        logging_steps=5),
                 train_dataset=Texts(chosen, tokenizer),
                 eval_dataset=Texts(held_out, tokenizer),
-                data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+                data_collator=collate,
                 callbacks=[dces.callback()],
             )
             trainer.train()

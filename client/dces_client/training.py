@@ -81,10 +81,15 @@ class DCESSelfTraining:
     """One DCES run driven from a training loop: ``select`` curates a round, ``callback``
     reports the training that followed."""
 
-    def __init__(self, client: DCESClient, run_id: str, budget: int) -> None:
+    def __init__(self, client: DCESClient, run_id: str, budget: int,
+                 baseline: Mapping[str, float] | None = None) -> None:
+        """``baseline``: the starting model's evaluation metrics (``trainer.evaluate()`` before
+        any self-training). Sent with round 0, they are what the first round's feedback is
+        compared with, so the feedback signal moves the edge ratio from round 1 onward."""
         self.client = client
         self.run_id = run_id
         self.budget = budget
+        self.baseline = feedback_from(baseline) if baseline is not None else None
         self.last_round: dict[str, Any] | None = None
 
     def select(self, candidates: Sequence[str], model: PreTrainedModel,
@@ -100,8 +105,9 @@ class DCESSelfTraining:
                 sample["logprob"], sample["tokens"] = min(0.0, logprob), tokens
             samples.append(sample)
         rounds = len(self.client.list_rounds(self.run_id))
-        result = self.client.curate_round(self.run_id, samples, self.budget,
-                                          idempotency_key=f"{self.run_id}-{rounds}")
+        result = self.client.curate_round(
+            self.run_id, samples, self.budget, idempotency_key=f"{self.run_id}-{rounds}",
+            feedback=self.baseline if rounds == 0 and self.baseline else None)
         self.last_round = result
         _log_round(result)
         return [s["text"] for s in result["samples"] if s["selected"]] + [

@@ -269,6 +269,27 @@ def test_no_input_makes_it_answer_500(http: httpx.Client) -> None:
 # -- rounds -------------------------------------------------------------------------------------
 
 
+def test_the_starting_models_metrics_as_round_0s_feedback_are_the_baseline(
+        http: httpx.Client, fortunes: list[dict[str, Any]]) -> None:
+    """With a baseline the signal moves from the first posted feedback (round 1), not the
+    second: perplexity 10 → 12 is +0.2 (collapsing)."""
+    run = new_run(http)
+    rounds = []
+    for n, body in enumerate([{"feedback": {"heldout_perplexity": 10.0}}, {}]):
+        response = http.post(f"/v1/runs/{run}/rounds",
+                             json={"samples": fortunes[60 * n:60 * n + 60], "budget": 20, **body})
+        assert response.status_code == 200, response.text
+        rounds.append(response.json())
+        if n == 0:
+            assert http.post(f"/v1/runs/{run}/feedback",
+                             json={"metrics": {"heldout_perplexity": 12.0}}).status_code == 201
+    assert rounds[0]["feedback_source"] == "body" and rounds[0]["feedback_signal"]["g"] == 0
+    assert rounds[1]["feedback_source"] == "posted"
+    assert rounds[1]["feedback_signal"]["g"] == pytest.approx(0.2)
+    assert all(c["edge_ratio"]["feedback_signal"] == pytest.approx(0.2)
+               for c in rounds[1]["clusters"])
+
+
 def test_three_round_run_with_reference_and_feedback(
         http: httpx.Client, client: DCESClient, fortunes: list[dict[str, Any]]) -> None:
     run = new_run(http)

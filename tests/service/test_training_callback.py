@@ -66,7 +66,10 @@ def test_two_self_training_rounds_through_the_callback(
     with server.client() as client:
         run = client.create_run("callback")["id"]
         client.add_reference(run, fortunes[1000:1200])
-        dces = DCESSelfTraining(client, run, budget=12)
+        baseline = Trainer(model=model, args=TrainingArguments(
+            output_dir=str(tmp_path / "r-"), report_to=[], use_cpu=True),
+            eval_dataset=evaluation, data_collator=collate).evaluate()
+        dces = DCESSelfTraining(client, run, budget=12, baseline=baseline)
         histories = []
         for r in range(2):
             candidates = [f["text"] for f in fortunes[40 * r:40 * r + 40]]
@@ -86,11 +89,16 @@ def test_two_self_training_rounds_through_the_callback(
             histories.append(trainer.state.log_history)
         rounds = client.list_rounds(run)
         feedback = client._call("GET", f"/v1/runs/{run}/feedback", safe=True)["feedback"]
-        second = client.get_round(run, 1)
+        first, second = client.get_round(run, 0), client.get_round(run, 1)
     assert [r["round"] for r in rounds] == [0, 1]
     assert [f["round"] for f in feedback] == [0, 1]
     assert set(feedback[0]["metrics"]) == {"eval_loss", "perplexity"}
+    assert first["feedback_source"] == "body" and set(first["feedback"]) == {"eval_loss",
+                                                                             "perplexity"}
     assert second["feedback_source"] == "posted" and second["feedback"] == feedback[0]["metrics"]
+    # Round 1 compares round 0's feedback with the baseline: the signal moves from the first.
+    assert second["feedback_signal"]["g"] != 0
+    assert set(second["feedback_signal"]) == {"eval_loss", "perplexity", "g"}
     for r, history in enumerate(histories):
         logged = [h for h in history if "dces/round" in h]
         assert logged and all(h["dces/round"] == r for h in logged)
