@@ -65,7 +65,7 @@ def curate(
         Path | None, typer.Option(help="JSON object of curation config overrides")
     ] = None,
     edit: Annotated[bool | None, typer.Option(
-        "--edit/--no-edit", show_default="on, or edit.enabled of --config",
+        "--edit/--no-edit", show_default="off, or edit.enabled of --config",
         help="Token-edit the selected center samples",
     )] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: config's)")] = None,
