@@ -49,8 +49,10 @@ def server_http(server: DCESServer) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def app(start_app: Callable[..., InProcessServer]) -> InProcessServer:
-    return start_app(**SETTINGS)
+def app(database_settings: dict[str, str], start_app: Callable[..., InProcessServer]
+        ) -> InProcessServer:
+    """On SQLite, then on PostgreSQL: what a client can send must not depend on the backend."""
+    return start_app(**SETTINGS, **database_settings)
 
 
 @pytest.fixture(scope="module")
