@@ -9,6 +9,7 @@ rewrites the generated document once, from those two single sources:
   500 everywhere; 422 and 503 under ``/v1``, and 401 there when the server has tokens; 404
   where the path names a resource; 413 where there is a body; whatever a route declares itself
   (409, 429);
+- with tokens, every ``/v1`` operation names the bearer scheme;
 - every config setting carries its bound (``minimum``/``maximum`` and their exclusive forms,
   ``enum``), so ``/docs`` shows ``ratio.r_max`` with its default and limits.
 """
@@ -49,6 +50,8 @@ def install_openapi(app: FastAPI, with_auth: bool) -> None:
             schema = get_openapi(title=app.title, version=app.version,
                                  description=app.description, routes=app.routes)
             document_problems(schema, with_auth)
+            if with_auth:
+                document_auth(schema)
             document_bounds(schema["components"]["schemas"])
             app.openapi_schema = schema
         return app.openapi_schema
@@ -78,6 +81,16 @@ def document_problems(schema: dict[str, Any], with_auth: bool) -> None:
             for status in statuses:
                 _document_problem(responses, status)
             operation["responses"] = dict(sorted(responses.items()))
+
+
+def document_auth(schema: dict[str, Any]) -> None:
+    """The bearer token as a security scheme of every /v1 operation (``/docs`` then offers
+    "Authorize")."""
+    schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    for path, operations in schema["paths"].items():
+        if path.startswith("/v1/"):
+            for operation in operations.values():
+                operation["security"] = [{"bearer": []}]
 
 
 def _document_problem(responses: dict[str, Any], status: int) -> None:

@@ -179,6 +179,7 @@ def test_every_setting_is_documented_with_its_bound(anonymous: httpx.Client) -> 
 def test_every_error_status_is_documented_as_a_problem(anonymous: httpx.Client) -> None:
     spec = anonymous.get("/openapi.json").json()
     assert "HTTPValidationError" not in spec["components"]["schemas"]
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             responses = operation["responses"]
@@ -186,6 +187,8 @@ def test_every_error_status_is_documented_as_a_problem(anonymous: httpx.Client) 
             expected = {"500"} | ({"401", "422", "503"} if path.startswith("/v1/") else set())
             expected |= {"404"} if "{" in path else set()
             assert expected <= errors, (method, path, errors)
+            if path.startswith("/v1/"):
+                assert operation["security"] == [{"bearer": []}], (method, path)
             for code in errors - ({"503"} if path == "/readyz" else set()):
                 content = responses[code]["content"]
                 assert list(content) == ["application/problem+json"], (method, path, code)
