@@ -31,6 +31,7 @@ from curation import CurationConfig, RunState
 
 log = logging.getLogger("dces.jobs")
 PROGRESS_EVERY_S = 0.5
+STORED_POLL_S = 0.5  # how often a long poll reads the status of a job another replica runs
 
 
 class RoundRunner:
@@ -119,9 +120,16 @@ class RoundRunner:
         return self._active.get(job_id)
 
     async def wait(self, job_id: str, timeout: float) -> None:
-        """Wait up to ``timeout`` s for a job running in this process (long polling)."""
+        """Wait up to ``timeout`` s for a job to finish (long polling): on its future when it
+        runs in this process, else (another replica runs it) on its stored status."""
         future = self.future(job_id)
-        if future is None or timeout <= 0:
+        if timeout <= 0:
+            return
+        if future is None:
+            deadline = time.monotonic() + timeout
+            while not (await asyncio.to_thread(self.jobs.get_job, job_id)).status.finished \
+                    and time.monotonic() < deadline:
+                await asyncio.sleep(min(STORED_POLL_S, max(0.0, deadline - time.monotonic())))
             return
         try:
             await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout)
