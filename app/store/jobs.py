@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.problems import Conflict, NotFound
@@ -151,7 +151,9 @@ class JobStore:
         """Store the running job's progress; :class:`LeaseLost` once another replica took it
         (the round stops: its result could not be stored)."""
         with self.db.write() as s:
-            job = _job_row(s, job_id, lock=True)
+            job = s.get(JobRow, job_id, with_for_update=ROW_LOCK)
+            if job is None:  # its run was deleted: the commit says so
+                return
             if job.owner != self.replica:
                 raise LeaseLost(f"job {job_id} was taken over by replica {job.owner}")
             if job.status == JobStatus.RUNNING:
@@ -225,28 +227,34 @@ class JobStore:
             return [_job(r) for r in s.scalars(query)]
 
     def renew_leases(self) -> None:
-        """This replica is alive: every unfinished job it owns gets a fresh heartbeat."""
+        """This replica is alive: every unfinished job it owns gets a fresh heartbeat. Nothing is
+        written when it owns none (an empty write would count as proof that a full disk has
+        room again, see :mod:`app.store.disk`)."""
+        mine = and_(JobRow.owner == self.replica, JobRow.status.in_(UNFINISHED))
+        if not self._any(mine):
+            return
         with self.db.write() as s:
-            s.execute(update(JobRow).where(JobRow.owner == self.replica,
-                                           JobRow.status.in_(UNFINISHED))
-                      .values(heartbeat_at=now_iso()))
+            s.execute(update(JobRow).where(mine).values(heartbeat_at=now_iso()))
 
     def claim_abandoned(self, lease_s: float | None, mine: bool = False) -> list[JobRecord]:
         """Make this replica the owner of every unfinished job that has none or whose heartbeat
         is older than ``lease_s`` (None: of every unfinished job), and with ``mine`` of its own
         (left by a previous process with this replica's id); the jobs as they were found, oldest
-        first. Rows another replica has locked are skipped: it is using them."""
-        query = select(JobRow).where(JobRow.status.in_(UNFINISHED)) \
-            .order_by(JobRow.created_at, JobRow.id) \
-            .with_for_update(skip_locked=True, key_share=True)
+        first. Rows another replica has locked are skipped: it is using them. Nothing is
+        written (or locked) when there is nothing to claim."""
+        claimable: ColumnElement[bool] = JobRow.status.in_(UNFINISHED)
         if lease_s is not None:
             abandoned = [JobRow.owner.is_(None), and_(JobRow.owner != self.replica,
                                                       JobRow.heartbeat_at < now_iso(-lease_s))]
             if mine:
                 abandoned.append(JobRow.owner == self.replica)
-            query = query.where(or_(*abandoned))
+            claimable = and_(claimable, or_(*abandoned))
+        if not self._any(claimable):
+            return []
         with self.db.write() as s:
-            rows = s.scalars(query).all()
+            rows = s.scalars(select(JobRow).where(claimable)
+                             .order_by(JobRow.created_at, JobRow.id)
+                             .with_for_update(skip_locked=True, key_share=True)).all()
             found = [_job(r) for r in rows]
             for row in rows:
                 row.owner, row.heartbeat_at = self.replica, now_iso()
@@ -255,10 +263,15 @@ class JobStore:
     def release(self) -> None:
         """At shutdown: this replica's queued jobs get no owner, so another replica (or the
         next process) takes them at once instead of after the lease."""
+        queued = and_(JobRow.owner == self.replica, JobRow.status == JobStatus.QUEUED)
+        if not self._any(queued):
+            return
         with self.db.write() as s:
-            s.execute(update(JobRow).where(JobRow.owner == self.replica,
-                                           JobRow.status == JobStatus.QUEUED)
-                      .values(owner=None, heartbeat_at=None))
+            s.execute(update(JobRow).where(queued).values(owner=None, heartbeat_at=None))
+
+    def _any(self, where: ColumnElement[bool]) -> bool:
+        with self.db.read() as s:
+            return s.scalar(select(JobRow.id).where(where).limit(1)) is not None
 
 
 def _ahead(session: Session, job: JobRow) -> str | None:
