@@ -3,8 +3,10 @@
 The lifespan resumes or fails jobs left by a previous process, then starts the model worker,
 which loads the models in its own thread with ``model_loader`` (the server's default models
 unless told otherwise; the in-process tests pass one that shares the models they loaded once):
-the app answers ``/livez`` and ``/readyz`` ("loading") while they load. On shutdown the worker
-drains (see :mod:`app.worker.queue`) before the database closes.
+the app answers ``/livez`` and ``/readyz`` ("loading") while they load. The lease keeper
+(:mod:`app.worker.keeper`) renews this replica's jobs and adopts those of stopped replicas. On
+shutdown the worker drains (see :mod:`app.worker.queue`), the keeper stops and this replica's
+queued jobs are released to the others before the database closes.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from app.store.reference import ReferenceStore
 from app.store.rounds import RoundStore
 from app.store.runs import RunStore
 from app.store.uploads import UploadStore
+from app.worker.keeper import LeaseKeeper
 from app.worker.models import ModelLoader, load_models
 from app.worker.queue import ModelWorker
 from app.worker.runner import RoundRunner
@@ -53,7 +56,7 @@ health. Errors are `application/problem+json` (RFC 9457). See `/info` for the li
 
 def build_services(settings: Settings, model_loader: ModelLoader = load_models) -> Services:
     db = Database(settings.resolved_database_url, reserve_bytes=settings.storage_reserve_mb << 20)
-    uploads, jobs, rounds = UploadStore(db), JobStore(db), RoundStore(db)
+    uploads, jobs, rounds = UploadStore(db), JobStore(db, settings.replica_id), RoundStore(db)
     worker = ModelWorker(lambda: model_loader(settings), settings.queue_size,
                          settings.worker_nice, per_key=settings.queue_per_run)
     metrics = Metrics(lambda: worker.depth, lambda: worker.alive, settings.metrics_runs)
@@ -62,6 +65,7 @@ def build_services(settings: Settings, model_loader: ModelLoader = load_models) 
         settings=settings, db=db, runs=RunStore(db), reference=ReferenceStore(db),
         feedback=FeedbackStore(db), rounds=rounds, uploads=uploads, jobs=jobs, worker=worker,
         runner=runner, metrics=metrics,
+        keeper=LeaseKeeper(jobs, worker, runner, settings.job_lease_s),
         round_service=RoundService(settings, uploads, jobs, rounds, worker, runner, metrics))
 
 
@@ -75,14 +79,18 @@ def create_app(settings: Settings | None = None,
         expired = services.uploads.expire_uploads()
         resumed = services.runner.recover()
         log.info("starting", extra={"resumed_jobs": resumed, "expired_uploads": expired,
-                                    "database": services.db.dialect})
+                                    "database": services.db.dialect,
+                                    "replica": settings.replica_id})
         services.worker.start()
+        services.keeper.start()
         yield
         services.worker.drain(settings.shutdown_grace_s)
         stopped = await asyncio.to_thread(services.worker.join, settings.shutdown_grace_s + 5)
         requeued = [] if stopped else services.runner.requeue_active(
             "interrupted by a shutdown before its next stop point; it resumes when the service "
             "restarts")
+        services.keeper.stop()
+        services.jobs.release()
         log.info("stopped", extra={"worker_stopped": stopped, "requeued_jobs": requeued})
         services.db.close()
 
@@ -97,6 +105,7 @@ def create_app(settings: Settings | None = None,
     if settings.fault_injection:
         app.post("/debug/crash-worker", include_in_schema=False)(ops.crash_worker)
         app.post("/debug/hold-worker", include_in_schema=False)(ops.hold_worker)
+        app.post("/debug/pause-worker", include_in_schema=False)(ops.pause_worker)
         app.post("/debug/release-worker", include_in_schema=False)(ops.release_worker)
         app.post("/debug/raise-error", include_in_schema=False)(ops.raise_error)
     for module in (runs, rounds, uploads, jobs, curate):

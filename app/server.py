@@ -2,7 +2,7 @@
 
 On SIGTERM (or SIGINT) the model worker starts draining at once, before uvicorn waits for open
 requests: a running round gets ``shutdown_grace_s`` to finish, queued jobs stay queued in the
-database and resume at the next start.
+database and resume at the next start, or at once on another replica (they are released).
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@ can split its requests to fit; every default is safe for a loopback sidecar.
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -78,6 +81,11 @@ def read_tokens_file(value: Any) -> TenantTokens | None:
     return TenantTokens(path=path, tokens=tuple(tokens))
 
 
+def default_replica_id() -> str:
+    """Unique per process, also for two processes on one host: host, pid and a random tail."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
 class Settings(BaseSettings):
     """Configuration of one service process; ``Settings(**overrides)`` wins over the environment."""
 
@@ -135,6 +143,16 @@ class Settings(BaseSettings):
     )
     resume_jobs: bool = Field(
         default=True, description="Resume interrupted jobs at startup (else fail).")
+    replica_id: str = Field(
+        default_factory=default_replica_id, min_length=1, max_length=120,
+        description="This process's name in the jobs it owns (jobs.owner). Several replicas on "
+                    "one PostgreSQL need distinct names; a stable one (e.g. the pod's name) lets "
+                    "a restarted replica resume its own jobs at once instead of after the lease. "
+                    "Default: <hostname>-<pid>-<random>.")
+    job_lease_s: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="A replica renews its jobs' heartbeat every third of this; a job whose "
+                    "heartbeat is older is taken over by another replica.")
     upload_ttl_s: float = Field(
         default=24 * 3600.0, gt=0, description="Unsubmitted uploads expire.")
     shutdown_grace_s: float = Field(
@@ -179,7 +197,8 @@ class Settings(BaseSettings):
                     "committed a round most recently; older runs' series are removed. 0: none.")
     fault_injection: bool = Field(
         default=False,
-        description="Expose POST /debug/crash-worker and /debug/raise-error (tests only).",
+        description="Expose POST /debug/crash-worker, /debug/hold-worker, /debug/pause-worker, "
+                    "/debug/release-worker and /debug/raise-error (tests only).",
     )
 
     @field_validator("device")

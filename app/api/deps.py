@@ -22,6 +22,7 @@ from app.store.reference import ReferenceStore
 from app.store.rounds import RoundStore
 from app.store.runs import RunStore
 from app.store.uploads import UploadStore
+from app.worker.keeper import LeaseKeeper
 from app.worker.queue import ModelWorker
 from app.worker.runner import RoundRunner
 
@@ -40,7 +41,8 @@ class Services:
     runner: RoundRunner
     metrics: Metrics
     round_service: RoundService
-    # Fault injection only: releases of the worker holds of POST /debug/hold-worker.
+    keeper: LeaseKeeper
+    # Fault injection only: releases of POST /debug/hold-worker and /debug/pause-worker.
     held: list[threading.Event] = field(default_factory=list)
 
 

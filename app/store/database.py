@@ -51,8 +51,9 @@ from app.store.tables import Base
 log = logging.getLogger("dces.store")
 
 # The ``dces_schema`` version of the newest revision in app/store/migrations/versions (each
-# revision sets its own): 1 is the schema from before the migrations, 2 added tenants.
-SCHEMA_VERSION = 2
+# revision sets its own): 1 is the schema from before the migrations, 2 added tenants, 3 job
+# owners (replicas).
+SCHEMA_VERSION = 3
 # Serialises schema upgrades on PostgreSQL (pg_advisory_xact_lock): two processes starting at
 # once on an empty database must not both create the tables.
 _MIGRATION_LOCK = 0x0DCE5_5C4E

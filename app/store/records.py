@@ -19,7 +19,8 @@ FeedbackSource = Literal["body", "posted", "none"]
 
 class JobStatus(StrEnum):
     """A round job's life: queued → running → succeeded or failed. A running job goes back to
-    queued when the process stops before it finishes (it resumes at the next start)."""
+    queued when the process stops before it finishes (it resumes at the next start, or on
+    another replica once its lease expires)."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -121,6 +122,7 @@ class JobRecord:
     finished_at: str | None
     idempotency_key: str | None
     request_hash: str
+    owner: str | None  # the replica that queued or runs it (None: any may take it)
 
 
 @dataclass(frozen=True)

@@ -147,3 +147,8 @@ class JobRow(Base):
     created_at: Mapped[str] = mapped_column(String(40))
     started_at: Mapped[str | None] = mapped_column(String(40))
     finished_at: Mapped[str | None] = mapped_column(String(40))
+    # The replica (DCES_REPLICA_ID) that queued or runs the job, and when it last said it is
+    # alive; an unfinished job whose heartbeat is older than the lease is taken over. No owner:
+    # any replica may take it (released at shutdown, or written before replicas).
+    owner: Mapped[str | None] = mapped_column(String(120))
+    heartbeat_at: Mapped[str | None] = mapped_column(String(40))

@@ -46,6 +46,7 @@ class TaskContext:
         self._task = task
 
     def progress(self, stage: str, fraction: float) -> None:
+        self._worker.wait_while_paused()
         if self._task.cancelled.is_set():
             raise Interrupted("the caller went away")
         if self._worker.past_deadline():
@@ -102,6 +103,7 @@ class ModelWorker:
         self._refused: dict[str, tuple[float, float]] = {}
         self._mean_task_s = 5.0
         self._deadline: float | None = None
+        self._paused: threading.Event | None = None  # fault injection, see pause()
         self._thread = threading.Thread(target=self._run, name="dces-model-worker", daemon=True)
 
     # -- state ----------------------------------------------------------------------------------
@@ -232,6 +234,18 @@ class ModelWorker:
         with self.reservation() as slot:
             slot.submit(Task("hold", lambda _ctx: release.wait(600)))
         return release
+
+    def pause(self) -> threading.Event:
+        """Fault injection: the running task, or the next, stops at its next progress report
+        until the returned event is set (at most 10 minutes), so that a test can kill the
+        process in the middle of a round on any CPU."""
+        self._paused = threading.Event()
+        return self._paused
+
+    def wait_while_paused(self) -> None:
+        paused = self._paused
+        if paused is not None:
+            paused.wait(600)
 
     def crash(self) -> None:
         """Fault injection: the worker raises :class:`WorkerCrash` and its thread ends."""

@@ -23,6 +23,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
 from app.store.database import SCHEMA_VERSION, Database, SchemaVersionError
@@ -35,7 +36,7 @@ from app.store.tables import Base
 
 from .conftest import BACKENDS, REPO, DCESServer, postgres_database
 
-HEAD = "0002"
+HEAD = "0003"
 # `Base.metadata.create_all` of the release before the migrations (schema version 1), as it ran
 # on each backend; {serial} is SERIAL on PostgreSQL (an autoincrementing integer key).
 VERSION_1_DDL = """
@@ -156,7 +157,8 @@ def assert_run_readable(db: Database) -> None:
     assert [r.round for r in RoundStore(db).list_rounds(RUN)] == [0]
     assert json.loads(RoundStore(db).round_json(RUN, 0))["health"]["distinct_2"] == 0.5
     assert ReferenceStore(db).reference_page(RUN, 10, 0)[1][0]["tag"] == 1
-    assert JobStore(db).get_job(JOB).round == 0
+    job = JobStore(db, "test").get_job(JOB)
+    assert job.round == 0 and job.owner is None  # written before replicas
     # It belongs to the default tenant: the one of a server with one token or none.
     assert RunStore(db).run_tenant(RUN) == "default"
     assert RunStore(db).list_runs(10, 0, "default")[1] == 1
@@ -196,6 +198,29 @@ def test_an_empty_database_gets_the_tables_and_downgrades_and_upgrades_again(url
     db = Database(url)
     assert (db.upgraded_from, db.revision) == (1, HEAD) and schema_differences(db) == []
     assert RunStore(db).run_tenant(run) == "default"  # the downgrade forgot it
+    db.close()
+
+
+def test_an_unfinished_job_of_revision_0002_is_taken_by_any_replica_after_the_upgrade(
+        url: str) -> None:
+    """A job queued or running before jobs had owners has none after the upgrade to 0003: the
+    first replica to look claims it at once, however long its lease."""
+    write_version_1(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    engine = create_engine(url)
+    with engine.begin() as con:
+        MigrationContext.configure(con).stamp(ScriptDirectory(str(MIGRATIONS_DIR)), "0001")
+        config.attributes["connection"] = con
+        command.upgrade(config, "0002")
+        con.execute(text(f"UPDATE jobs SET status = 'running', round = NULL WHERE id = '{JOB}'"))
+    engine.dispose()
+    db = Database(url)
+    assert (db.upgraded_from, db.revision) == (2, HEAD) and schema_differences(db) == []
+    claimed = JobStore(db, "replica-a").claim_abandoned(lease_s=3600)
+    assert [(j.id, j.status, j.owner) for j in claimed] == [(JOB, "running", None)]
+    assert JobStore(db, "replica-a").get_job(JOB).owner == "replica-a"
+    assert JobStore(db, "replica-b").claim_abandoned(lease_s=3600) == []  # its lease is fresh
     db.close()
 
 

@@ -23,8 +23,11 @@ from .conftest import NO_LM, DCESServer
 def server(database_settings: dict[str, str], start_server: Callable[..., DCESServer]
            ) -> Iterator[DCESServer]:
     # A grace far above any round here: "let the running round finish" must not depend on the
-    # speed of the CPU (a loaded 2-core machine took over 20 s for the 250-sample round).
-    server = start_server(sync_max_samples=50, shutdown_grace_s=300, **database_settings)
+    # speed of the CPU (a loaded 2-core machine took over 20 s for the 250-sample round). One
+    # replica id across restarts: on PostgreSQL a process takes its own id's jobs at once, a
+    # stranger's only after their lease (tests/service/test_replicas.py).
+    server = start_server(sync_max_samples=50, shutdown_grace_s=300, replica_id="restarted",
+                          **database_settings)
     yield server
     server.stop()
 

@@ -65,7 +65,7 @@ class Stores:
 def stores(url: str) -> Iterator[Stores]:
     db = Database(url)
     yield Stores(db, RunStore(db), ReferenceStore(db), FeedbackStore(db), RoundStore(db),
-                 UploadStore(db), JobStore(db))
+                 UploadStore(db), JobStore(db, "test"))
     db.close()
 
 

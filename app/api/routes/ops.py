@@ -77,8 +77,15 @@ def hold_worker(svc: Svc) -> dict[str, str]:
     return {"status": "worker held"}
 
 
+def pause_worker(svc: Svc) -> dict[str, str]:
+    """Fault injection: the running round, or the next, stops at its next progress report
+    until POST /debug/release-worker."""
+    svc.held.append(svc.worker.pause())
+    return {"status": "worker paused"}
+
+
 def release_worker(svc: Svc) -> dict[str, str]:
-    """Fault injection: end every hold."""
+    """Fault injection: end every hold and pause."""
     while svc.held:
         svc.held.pop().set()
     return {"status": "worker released"}

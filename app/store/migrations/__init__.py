@@ -8,7 +8,7 @@ Each revision also sets the ``dces_schema`` version that it corresponds to (see
 :data:`app.store.database.SCHEMA_VERSION`), so a DCES from before the migrations still refuses a
 database that a newer one upgraded.
 
-A new revision: ``alembic -c app/store/migrations/alembic.ini revision --rev-id 0003 -m "what"``
+A new revision: ``alembic -c app/store/migrations/alembic.ini revision --rev-id 0004 -m "what"``
 (the URL is DCES's own, from the ``DCES_*`` settings), then write its ``upgrade`` and
 ``downgrade`` by hand, bump ``SCHEMA_VERSION`` and the ORM tables, and check that
 ``tests/service/test_migrations.py`` finds the migrated schema equal to the tables on both
