@@ -20,7 +20,8 @@ from typing import Any
 
 STRATEGIES = ("random", "ppl_low", "ppl_high", "semdedup", "dces", "dces_no_edit",
               "dces_static", "dces_no_match", "dces_no_logprobs", "dces_replay", "dces_edit",
-              "dces_match", "dces_share_quotas", "dces_loose_filter")
+              "dces_match", "dces_share_quotas", "dces_loose_filter", "dces_dedup10",
+              "dces_dedup20", "dces_mad2", "dces_mad25")
 # The default run: every baseline but `ppl_low` (it collapses in two generations every time,
 # bench/results/collapse.md), DCES and the ablations of its default mechanisms (dynamic ratio,
 # surprise-mix quotas, generator scores). Not by default: `dces_replay` (about the `anchor`
@@ -48,6 +49,12 @@ DCES_STRATEGIES: dict[str, dict[str, Any]] = {
     "dces_replay": {"replay": {"fraction": 0.1}},
     # The implausibility cut at 6 MADs (the previous default, which never fired), not 3.
     "dces_loose_filter": {"quality": {"implausible_mad": 6.0}},
+    # Screened and not adopted (bench/results/collapse-screen-*.md): near-duplicates at SemDeDup's
+    # scale (cosine >= 0.9 / 0.8: none found in these pools) and tighter implausibility cuts.
+    "dces_dedup10": {"quality": {"near_duplicate_eps": 0.10}},
+    "dces_dedup20": {"quality": {"near_duplicate_eps": 0.20}},
+    "dces_mad2": {"quality": {"implausible_mad": 2.0}},
+    "dces_mad25": {"quality": {"implausible_mad": 2.5}},
 }
 REPLAY_STRATEGIES = {"dces_replay"}
 
