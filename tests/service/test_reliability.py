@@ -28,6 +28,7 @@ from app.api.body_limit import JsonDepth
 from app.api.run_config import resolve_config
 from app.problems import InvalidInput, problem_document
 from app.settings import Settings
+from app.worker.models import ModelLoader
 
 from .conftest import NO_LM, DCESServer, InProcessServer
 
@@ -49,10 +50,14 @@ def server_http(server: DCESServer) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def app(database_settings: dict[str, str], start_app: Callable[..., InProcessServer]
-        ) -> InProcessServer:
-    """On SQLite, then on PostgreSQL: what a client can send must not depend on the backend."""
-    return start_app(**SETTINGS, **database_settings)
+def app(database_settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
+        model_loader: ModelLoader) -> Iterator[InProcessServer]:
+    """On SQLite, then on PostgreSQL: what a client can send must not depend on the backend.
+    Stopped here, before its PostgreSQL database is dropped."""
+    app = InProcessServer(tmp_path_factory.mktemp("dces-app"), model_loader,
+                          **SETTINGS, **database_settings).start()
+    yield app
+    app.stop()
 
 
 @pytest.fixture(scope="module")
