@@ -72,6 +72,11 @@ def curate(
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="No progress lines on stderr (one per stage, at most one a second)",
     )] = False,
+    ray: Annotated[str | None, typer.Option(
+        metavar="ADDRESS", show_default="embed here",
+        help="Embed on the Ray cluster at ADDRESS (host:port, or auto), 2 actors of 1 CPU; "
+             "clustering and selection stay here, and select the same samples. Needs dces[ray]",
+    )] = None,
 ) -> None:
     """Curate one round of INPUT; repeated calls with the same --state run successive rounds."""
     from app.curate_command import run_curate
@@ -79,7 +84,7 @@ def curate(
 
     try:
         run_curate(input, budget, reference, state, feedback, output, report, config, edit, seed,
-                   quiet, Fields(text=text_field, id=id_field), output_format)
+                   quiet, Fields(text=text_field, id=id_field), output_format, ray)
     except ValueError as exc:  # CurationInputError and config errors
         typer.echo(f"dces curate: error: {exc}", err=True)
         raise typer.Exit(2) from exc

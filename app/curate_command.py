@@ -22,6 +22,7 @@ from app.formats import (
 from app.formats.atomic import AtomicFiles
 from app.formats.jsonl import read_json
 from curation import CurationConfig, CurationInputError, Curator, RunState
+from curation.ray_executor import RayExecutor
 from curation.records import Fields
 
 
@@ -39,10 +40,12 @@ def run_curate(
     quiet: bool,
     fields: Fields,
     chosen_format: Format | None,
+    ray_address: str | None = None,
 ) -> None:
     """Validate every input first, curate, then write all outputs atomically. ``edit`` None
     leaves token editing to the config; ``chosen_format`` None writes the output in the format
-    of its extension, else of the input."""
+    of its extension, else of the input; ``ray_address`` embeds every new text on that Ray
+    cluster (asked for by name: no minimum round size)."""
     if budget < 1:
         raise CurationInputError(f"--budget: must be >= 1, got {budget}")
     if input == STDIO and reference == STDIO:
@@ -66,7 +69,8 @@ def run_curate(
     # break them up, and would make --quiet noisy.
     hf_logging.disable_progress_bar()
     progress = None if quiet else StageLines(sys.stderr)
-    result, new_state = Curator(config).curate(
+    executor = RayExecutor(ray_address, min_samples=1) if ray_address is not None else None
+    result, new_state = Curator(config, executor=executor).curate(
         source.samples, budget, state, refs, metrics, progress
     )
 

@@ -187,6 +187,17 @@ class Settings(BaseSettings):
     worker_nice: int = Field(
         default=5, ge=0, le=19,
         description="Nice value of the model worker thread (Linux): probes and API first.")
+    ray_address: str | None = Field(
+        default=None,
+        description="A Ray cluster (host:port, or auto) that embeds rounds with at least "
+                    "ray_min_samples new texts (curation.ray_executor); clustering, selection "
+                    "and health stay here. None: every round embeds here. Needs dces[ray].")
+    ray_min_samples: int = Field(
+        default=20_000, ge=0,
+        description="Smaller rounds embed here even with ray_address: starting the actors and "
+                    "loading the model in each costs seconds.")
+    ray_actors: int = Field(
+        default=2, ge=1, description="Embedding actors on the Ray cluster, 1 CPU each.")
 
     # -- operations ---------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"

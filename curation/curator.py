@@ -27,6 +27,7 @@ from curation.confidence import ConfidenceScorer
 from curation.config import CurationConfig
 from curation.edit import EditedText, TokenEditor
 from curation.embed import Embedder, load_embedder
+from curation.executor import Executor, LocalExecutor
 from curation.health import round_health
 from curation.lm import CausalLM, load_causal_lm
 from curation.measure import ClusterStats, measure_clusters, near_duplicates_by_cluster
@@ -168,10 +169,13 @@ class Curator:
         *,
         embedder: Embedder | None = None,
         lm: CausalLM | None = None,
+        executor: Executor | None = None,
     ):
         self.config = config or CurationConfig()
         self._embedder = embedder
         self._lm = lm
+        # Where the embedding runs (None: here); the other stages always run here.
+        self.executor: Executor = executor or LocalExecutor()
 
     @property
     def embedder(self) -> Embedder:
@@ -400,7 +404,8 @@ class Curator:
     def _embed_batch(self, samples: list[Sample], progress: FractionDone) -> _Embedded:
         reasons = [degenerate_reason(s.text, self.config.quality) for s in samples]
         vectors = (
-            self.embedder.encode([s.text for s in samples], progress)
+            self.executor.embed(self.embedder, self.config.embed, [s.text for s in samples],
+                                progress)
             if samples
             else np.empty((0, self.embedder.dim), dtype=np.float32)
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +33,8 @@ Dtype = Literal["auto", "bf16", "fp32"]
 # such a CPU, 1.8x and 86%). ONNX Runtime's speed on an AVX2-only CPU is not measured yet.
 Backend = Literal["auto", "torch", "onnx", "onnx-int8"]
 BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "onnx-int8")
+# Encodes texts that are not in the cache (each once), rows in their order.
+NewTexts = Callable[[list[str], FractionDone | None], np.ndarray]
 
 
 def bundled_embedding_model_path() -> str:
@@ -79,10 +81,18 @@ class Embedder:
     def dim(self) -> int:
         return int(self.model.get_embedding_dimension())
 
-    def encode(self, texts: Sequence[str], progress: FractionDone | None = None) -> np.ndarray:
+    def encode(
+        self,
+        texts: Sequence[str],
+        progress: FractionDone | None = None,
+        encode_new: NewTexts | None = None,
+    ) -> np.ndarray:
         """(n, dim) float32, each row L2-normalised; only texts not in the cache are encoded.
 
-        ``progress`` gets the fraction of new texts encoded after every chunk.
+        ``progress`` gets the fraction of new texts encoded after every chunk. ``encode_new``
+        encodes the new texts (each once, rows in their order) instead of this process's model:
+        an executor that sends them elsewhere (:mod:`curation.ray_executor`) still uses and fills
+        this cache.
         """
         keys = [hashlib.sha1(t.encode("utf-8", "surrogatepass")).digest() for t in texts]
         known: dict[bytes, np.ndarray] = {}
@@ -94,29 +104,33 @@ class Embedder:
                     missing[key] = text
                 else:
                     known[key] = vector
-        fresh = self._encode_new(missing, progress)
-        self._cache.update(fresh)
-        known.update(fresh)
+        if missing:
+            vectors = (encode_new or self.encode_uncached)(list(missing.values()), progress)
+            fresh = dict(zip(missing, vectors, strict=True))
+            self._cache.update(fresh)
+            known.update(fresh)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for i, key in enumerate(keys):
             out[i] = known[key]
         return out
 
-    def _encode_new(
-        self, missing: dict[bytes, str], progress: FractionDone | None
-    ) -> dict[bytes, np.ndarray]:
+    def encode_uncached(
+        self, texts: Sequence[str], progress: FractionDone | None = None
+    ) -> np.ndarray:
+        """(n, dim) rows of ``texts`` in their order, encoded by this process's model in chunks
+        (the cache is neither read nor filled)."""
         # Longest first, as sentence-transformers orders one call: chunks pad as little as one
         # big call would, and the largest activations are allocated first and then reused
         # (shortest first grew the peak of a 10k round by ~450 MiB).
-        todo = sorted(missing.items(), key=lambda item: -len(item[1]))
-        fresh: dict[bytes, np.ndarray] = {}
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
         size = min(self.batch_size, self.chunk_size)  # first chunk: one batch, then by its pace
         lo = 0
-        while lo < len(todo):
-            chunk = todo[lo : lo + size]
+        while lo < len(order):
+            chunk = order[lo : lo + size]
             started = time.perf_counter()
             vectors = self.model.encode(
-                [text for _, text in chunk],
+                [texts[i] for i in chunk],
                 batch_size=self.batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
@@ -125,12 +139,12 @@ class Embedder:
             # Normalised again in float32: under bf16 the model's own normalisation leaves norms
             # up to ~0.3% off 1, and every cosine downstream assumes unit rows.
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-            fresh.update(zip((key for key, _ in chunk), vectors, strict=True))
+            out[chunk] = vectors
             lo += len(chunk)
             if progress is not None:
-                progress(len(fresh) / len(todo))
+                progress(lo / len(order))
             size = self._next_chunk_size(len(chunk), time.perf_counter() - started)
-        return fresh
+        return out
 
     def _next_chunk_size(self, texts: int, seconds: float) -> int:
         """Texts that fit in ``chunk_seconds`` at the last chunk's pace, in whole batches.

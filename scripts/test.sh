@@ -2,7 +2,9 @@
 # Sets everything up and runs the test suite. `--slow` runs the slow scenarios only.
 # The dashboard tests drive Debian's Chromium, installed by scripts/browser.sh when missing.
 # The PostgreSQL cases run on a throwaway server (scripts/postgres.sh), stopped on exit; set
-# DCES_TEST_DATABASE_URL to use a server of your own instead.
+# DCES_TEST_DATABASE_URL to use a server of your own instead. The Ray cases run on a throwaway
+# local cluster (scripts/ray.sh: a head and one worker node, 1 CPU each), stopped on exit; set
+# DCES_TEST_RAY_ADDRESS to use a cluster of your own instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
@@ -17,10 +19,20 @@ else
   bash scripts/browser.sh >/dev/null \
     || echo "test.sh: no Chromium (scripts/browser.sh failed): the dashboard tests will skip" >&2
 fi
+pgdir='' raydir=''
+cleanup() {
+  if [ -n "$raydir" ]; then bash scripts/ray.sh stop "$raydir" || true; fi
+  if [ -n "$pgdir" ]; then bash scripts/postgres.sh stop "$pgdir"; fi
+}
+trap cleanup EXIT
 if [ -z "${DCES_TEST_DATABASE_URL:-}" ]; then
   pgdir=$(mktemp -d)
-  trap 'bash scripts/postgres.sh stop "$pgdir"' EXIT
   DCES_TEST_DATABASE_URL=$(bash scripts/postgres.sh start "$pgdir")
   export DCES_TEST_DATABASE_URL
+fi
+if [ -z "${DCES_TEST_RAY_ADDRESS:-}" ]; then
+  raydir=$(mktemp -d)
+  DCES_TEST_RAY_ADDRESS=$(bash scripts/ray.sh start "$raydir")
+  export DCES_TEST_RAY_ADDRESS
 fi
 .venv/bin/python -m pytest "${select[@]}" "$@"

@@ -15,8 +15,10 @@ from app.settings import Settings
 from curation import CurationConfig, Curator
 from curation.config import EmbedConfig
 from curation.embed import Embedder, load_embedder
+from curation.executor import Executor
 from curation.lm import CausalLM, load_causal_lm
 from curation.lru import LRUCache
+from curation.ray_executor import RayExecutor
 
 log = logging.getLogger("dces.engine")
 WARMUP_TEXTS = (
@@ -48,6 +50,10 @@ class EngineModels:
         self._lms: LRUCache[tuple[str | None, str], CausalLM] = LRUCache(
             settings.max_loaded_models)
         self.loaded: dict[str, list[str]] = {"embedders": [], "lms": []}
+        self._executor: Executor | None = None
+        if settings.ray_address is not None:
+            self._executor = RayExecutor(settings.ray_address, num_actors=settings.ray_actors,
+                                         min_samples=settings.ray_min_samples)
 
     def load_defaults(self) -> None:
         """Load the default models and curate a tiny warm-up batch: the engine's first call
@@ -64,11 +70,12 @@ class EngineModels:
         self.curator(config).curate(samples, budget=2)
 
     def curator(self, config: CurationConfig) -> Curator:
-        """A curator for ``config`` sharing the loaded models (LM only when the config uses it)."""
-        curator = Curator(config, embedder=self._embedder(config.embed))
+        """A curator for ``config`` sharing the loaded models (LM only when the config uses it),
+        embedding large rounds on the Ray cluster when ``DCES_RAY_ADDRESS`` names one."""
+        curator = Curator(config, embedder=self._embedder(config.embed), executor=self._executor)
         if curator.uses_lm:
             lm = self._lm(config.edit.model, config.edit.device)
-            curator = Curator(config, embedder=curator.embedder, lm=lm)
+            curator = Curator(config, embedder=curator.embedder, lm=lm, executor=self._executor)
         return curator
 
     def _embedder(self, cfg: EmbedConfig) -> Embedder:
