@@ -12,6 +12,7 @@ dces[ray]``). Every node needs this project installed, at the driver's version.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Sequence
 
@@ -40,6 +41,8 @@ class RayExecutor:
         if num_actors < 1 or batch_size < 1 or min_samples < 0 or num_cpus <= 0:
             raise ValueError("RayExecutor: num_actors and batch_size must be >= 1, "
                              "min_samples >= 0, num_cpus > 0")
+        if importlib.util.find_spec("ray") is None:  # now, not when the first large round comes
+            raise ValueError("RayExecutor: ray is not installed (pip install 'dces[ray]')")
         self.address = address
         self.num_actors = num_actors
         self.batch_size = batch_size

@@ -18,6 +18,7 @@ import pytest
 from curation import CurationConfig, Curator
 from curation.config import EmbedConfig
 from curation.embed import load_embedder
+from curation.executor import LocalExecutor
 from curation.ray_executor import RayExecutor
 
 ADDRESS = os.environ.get("DCES_TEST_RAY_ADDRESS")
@@ -89,3 +90,23 @@ def test_the_cli_writes_the_same_output_with_ray(tmp_path: Path, fortunes: list[
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
     assert sum(json.loads(line)["selected"] for line in outputs[0].splitlines()) == 30
+
+
+
+def test_the_service_embeds_large_rounds_on_the_cluster_it_is_given(
+    embedder, fortunes: list[dict]  # type: ignore[no-untyped-def]
+) -> None:
+    from app.settings import Settings
+    from app.worker.models import EngineModels
+
+    assert ADDRESS is not None
+    config = CurationConfig.from_dict(NO_LM)
+    assert isinstance(Curator(config).executor, LocalExecutor)  # no address: the default
+    # A new EngineModels loads its own embedder: nothing cached, 120 new texts >= 100.
+    models = EngineModels(Settings(ray_address=ADDRESS, ray_min_samples=100, ray_actors=2))
+    curator = models.curator(config)
+    assert isinstance(curator.executor, RayExecutor)
+    assert (curator.executor.address, curator.executor.min_samples) == (ADDRESS, 100)
+    local, _ = Curator(config, embedder=embedder).curate(fortunes[:120], 20)
+    remote, _ = curator.curate(fortunes[:120], 20)
+    assert [d.selected for d in remote.decisions] == [d.selected for d in local.decisions]
