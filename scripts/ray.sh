@@ -2,14 +2,16 @@
 # A throwaway local Ray cluster for the tests and the benchmark (scripts/test.sh runs it around
 # pytest, bench/ray.py around its timings).
 #   ray.sh start DIR [WORKERS]  starts a head node and WORKERS (default 1) worker nodes on this
-#                               machine, 1 CPU each, loopback only, free ports, no dashboard, no
-#                               usage stats, Ray's session files under DIR; prints the address
-#                               (127.0.0.1:PORT) for ray.init / DCES_RAY_ADDRESS / --ray.
+#                               machine, 1 CPU each, node address 127.0.0.1, free ports, no
+#                               dashboard, no usage stats, Ray's session files under DIR; prints
+#                               the address (127.0.0.1:PORT) for ray.init, DCES_RAY_ADDRESS or
+#                               `dces curate --ray`.
 #                               The nodes import this checkout (PYTHONPATH), so actors run the
 #                               code under test.
-#   ray.sh stop DIR             ends the processes of that cluster by pid (those naming DIR on
-#                               their command line, and their children; `ray stop` would end
-#                               every Ray cluster of this user on the machine), removes DIR.
+#   ray.sh stop DIR             ends the processes of that cluster by pid (those naming DIR/ray
+#                               on their command line, and their children; `ray stop` would end
+#                               every Ray cluster of this user on the machine): TERM, then KILL
+#                               after 3 s; removes DIR.
 set -euo pipefail
 mode=${1:-}
 dir=${2:-}
@@ -29,10 +31,11 @@ descendants() {
     descendants "$child"
   done
 }
-cluster_pids() {  # the processes naming DIR (GCS, raylets, monitors), and their children: the
-  local pid       # workers and agents, renamed `ray::...`, no longer show DIR
-  for pid in $(pgrep -u "$(id -u)" -f -- "$dir" || true); do
-    if [ "$pid" != $$ ] && { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$dir"; then
+cluster_pids() {  # the processes naming DIR/ray, Ray's session root (GCS, raylets, monitors;
+  local pid       # not this script, nor its caller, which name DIR), and their children: the
+                  # workers and agents, renamed `ray::...`, no longer show it
+  for pid in $(pgrep -u "$(id -u)" -f -- "$dir/ray" || true); do
+    if { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$dir/ray"; then
       echo "$pid"
       descendants "$pid"
     fi
@@ -47,7 +50,7 @@ if [ "$mode" = stop ]; then
   fi
   pids=$(cluster_pids)
   [ -n "$pids" ] && kill $pids 2>/dev/null || true
-  for _ in $(seq 50); do
+  for _ in $(seq 15); do  # Ray's own grace is 16 s; a throwaway cluster needs none (--force)
     [ -z "$(cluster_pids)" ] && break
     sleep 0.2
   done
