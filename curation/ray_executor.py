@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections.abc import Sequence
+from dataclasses import asdict
 
 import numpy as np
 
@@ -59,7 +60,8 @@ class RayExecutor:
         def encode_new(new: list[str], progress: FractionDone | None) -> np.ndarray:
             if len(new) < self.min_samples:
                 return embedder.encode_uncached(new, progress)
-            return self._encode_on_cluster(embedder.dim, config, new, progress)
+            return self._encode_on_cluster(embedder.dim, as_loaded(config, embedder), new,
+                                           progress)
 
         return embedder.encode(texts, progress, encode_new)
 
@@ -81,7 +83,7 @@ class RayExecutor:
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         chunks = [order[lo : lo + step] for lo in range(0, len(order), step)]
         tasks = [{"positions": chunk, "texts": [texts[i] for i in chunk]} for chunk in chunks]
-        gpu = config.device == "cuda"
+        gpu = config.device == "cuda"  # resolved: auto on a GPU driver is cuda here
         dataset = ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
             _EmbedActor,
             batch_size=1,
@@ -101,6 +103,15 @@ class RayExecutor:
         if done != len(texts):
             raise RuntimeError(f"ray: {done} of {len(texts)} vectors came back")
         return out
+
+
+def as_loaded(config: EmbedConfig, embedder: Embedder) -> EmbedConfig:
+    """``config`` with its ``auto`` choices made as the driver made them (backend, device, and
+    torch's dtype): an actor on another kind of node (no GPU, no bf16) loads the same variant of
+    the model, or fails, rather than embedding differently."""
+    dtype = embedder.precision if embedder.backend == "torch" else config.dtype
+    made = {"backend": embedder.backend, "device": embedder.device, "dtype": dtype}
+    return EmbedConfig(**{**asdict(config), **made})  # checked again, as any config
 
 
 class _EmbedActor:
