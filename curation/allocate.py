@@ -2,8 +2,10 @@
 
 Weights are ``(1 - eta) * ((1 - surprise) * share**tau + surprise * surprise_share)
 + eta * reference_share`` (each term normalised). ``surprise_share`` is each cluster's part of the
-round's ``budget`` most surprising candidates (lowest generator confidence): the clusters the
-generator has begun to lose are those it finds surprising, and the budget follows them (the
+round's ``budget`` most surprising candidates (lowest edge key, :func:`curation.select.edge_key`:
+the generator's confidence, ranked with the reference affinity when there is a reference): the
+clusters the generator has begun to lose are those it finds surprising, and the budget follows
+them (the
 surprising tail is what top-p sampling truncates each generation; Gambetta et al. 2024).
 ``tau < 1`` flattens toward small clusters; the reference term steers the mix toward real data.
 Quotas are capped by what each cluster can supply; a capped cluster passes the rest on to the
@@ -16,13 +18,13 @@ import numpy as np
 
 
 def surprise_shares(
-    confidence: np.ndarray, labels: np.ndarray, selectable: np.ndarray, budget: int, k: int
+    key: np.ndarray, labels: np.ndarray, selectable: np.ndarray, budget: int, k: int
 ) -> np.ndarray | None:
-    """How many of the ``budget`` least confident selectable candidates each cluster holds;
-    None when any confidence is unknown."""
-    if not len(selectable) or np.isnan(confidence[selectable]).any():
+    """How many of the ``budget`` selectable candidates of lowest edge ``key`` each cluster
+    holds; None when any key is unknown."""
+    if not len(selectable) or np.isnan(key[selectable]).any():
         return None
-    top = selectable[np.argsort(confidence[selectable], kind="stable")[:budget]]
+    top = selectable[np.argsort(key[selectable], kind="stable")[:budget]]
     return np.bincount(labels[top], minlength=k).astype(np.float64)
 
 

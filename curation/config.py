@@ -135,6 +135,11 @@ class ScoreConfig(Section, path="config.score"):
     lm_fallback: bool = setting(True, FLAG)
     max_tokens: int = setting(256, Bound(int, 2, 8192))
     batch_size: int = setting(16, Bound(int, 1, 1024))
+    # With a reference, the selection ranks the confidence together with the reference affinity
+    # (curation.affinity): 0 is the confidence alone. Equal weight lowered final held-out
+    # perplexity below `ppl_high` in every seed of the collapse benchmark, where the confidence
+    # alone tied it (bench/results/collapse.md, `dces` against `dces_no_match`).
+    reference_weight: float = setting(0.5, Bound(float, 0, 1))
 
 
 @dataclass(frozen=True)

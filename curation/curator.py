@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from curation.affinity import ReferenceAffinity
 from curation.allocate import allocate, allocation_weights, surprise_shares
 from curation.cluster import SphericalKMeans, nearest_centroid
 from curation.confidence import ConfidenceScorer
@@ -34,7 +35,7 @@ from curation.measure import ClusterStats, measure_clusters, near_duplicates_by_
 from curation.quality import degenerate_reason, implausible_cut, outlier_cuts
 from curation.ratio import EdgeRatioPolicy, feedback_signal, validate_feedback
 from curation.replay import Replay, ReplayPlan
-from curation.select import ClusterPool, select_all
+from curation.select import ClusterPool, edge_key, select_all
 from curation.state import RunState
 from curation.types import (
     ClusterReport,
@@ -88,6 +89,8 @@ class _Round:
     ref_sims: np.ndarray = field(init=False)
     # select
     confidence: np.ndarray = field(init=False)  # NaN where unknown (and for degenerate texts)
+    affinity: np.ndarray | None = field(init=False)  # to the reference; None without one
+    key: np.ndarray = field(init=False)  # the edge key (curation.select.edge_key); NaN: unknown
     duplicates: np.ndarray = field(init=False)
     stats: list[ClusterStats] = field(init=False)
     signal: dict[str, float] = field(init=False)
@@ -270,6 +273,7 @@ class Curator:
         r.confidence = np.full(len(r.batch), np.nan)
         scoring = progress.part(0.0, _SCORING_SHARE)
         r.confidence[el] = scorer.score([r.batch[i] for i in el], scoring)
+        self._rank_for_selection(r)
         r.duplicates = np.zeros(len(r.batch), dtype=bool)
         r.duplicates[el] = near_duplicates_by_cluster(
             r.cands.vectors[el], r.labels[el], r.distances[el], k,
@@ -291,17 +295,18 @@ class Curator:
             policy.decide(s.dispersion, s.reference_dispersion, g, r.state.ratios.get(c))
             for c, s in enumerate(r.stats)
         ]
-        r.scores = {"source": scorer.source_, "implausible_below": None}
+        r.scores = {"source": scorer.source_, "implausible_below": None,
+                    "reference_weight": self.config.score.reference_weight
+                    if r.affinity is not None else None}
         r.replay = Replay(self.config.replay.fraction, self.config.replay.lost_share, r.seed).plan(
             r.budget,
             np.array([s.share for s in r.stats]),
             np.array([s.reference_share for s in r.stats]),
             r.ref_labels,
         )
-        r.pools, r.taken = self._select(
-            r.labels, r.distances, r.confidence, r.duplicates, el, r.stats, r.ratios,
-            r.budget - len(r.replay.rows), bool(r.refs), r.scores,
-        )
+        r.pools, r.taken = self._select(r, r.budget - len(r.replay.rows))
+        if r.affinity is not None:
+            r.scores["affinity"] = _affinity_report(r.affinity, r.pools)
 
     def _edit(self, r: _Round, progress: _StageProgress) -> None:
         """Edit the selected centers' texts (edges are kept as they came)."""
@@ -441,53 +446,69 @@ class Curator:
             (lambda: self.lm) if cfg.lm_fallback else None, cfg.max_tokens, cfg.batch_size
         )
 
-    def _select(
-        self,
-        labels: np.ndarray,
-        distances: np.ndarray,
-        confidence: np.ndarray,
-        duplicates: np.ndarray,
-        eligible: np.ndarray,
-        stats: list[ClusterStats],
-        decisions: list[RatioDecision],
-        budget: int,
-        has_reference: bool,
-        scores: dict[str, Any],
-    ) -> tuple[list[ClusterPool], np.ndarray]:
-        k = len(stats)
-        q = self.config.quality
-        cuts = outlier_cuts(labels[eligible], distances[eligible], k, q.outlier_mad)
-        low = implausible_cut(confidence[eligible], q.implausible_mad)
-        scores["implausible_below"] = None if not np.isfinite(low) else round(low, 4)
+    def _rank_for_selection(self, r: _Round) -> None:
+        """The edge key of every eligible candidate: its confidence, ranked together with its
+        affinity to the reference when the round has one and the confidence is known (NaN for
+        the others)."""
+        el = r.cands.eligible
+        weight = self.config.score.reference_weight
+        r.affinity = None
+        if weight > 0 and len(r.ref.eligible) and len(el) and np.isfinite(r.confidence[el]).all():
+            affinity = ReferenceAffinity().fit(
+                [r.ref.samples[i].text for i in r.ref.eligible],
+                [r.batch[i].text for i in el],
+            )
+            r.affinity = np.full(len(r.batch), np.nan)
+            r.affinity[el] = affinity.score([r.batch[i].text for i in el])
+        r.key = np.full(len(r.batch), np.nan)
+        r.key[el] = edge_key(r.confidence[el],
+                             None if r.affinity is None else r.affinity[el], weight)
+
+    def _select(self, r: _Round, budget: int) -> tuple[list[ClusterPool], np.ndarray]:
+        """Reject near-duplicates, outliers and implausible texts, then fill every cluster's
+        quota of ``budget`` from its pool; returns the pools and the number taken per cluster."""
+        el, k, q = r.cands.eligible, len(r.stats), self.config.quality
+        cuts = outlier_cuts(r.labels[el], r.distances[el], k, q.outlier_mad)
+        low = implausible_cut(r.confidence[el], q.implausible_mad)
+        r.scores["implausible_below"] = None if not np.isfinite(low) else round(low, 4)
         reasons: dict[int, str] = {}
-        for i in eligible:
-            if duplicates[i]:
+        for i in el:
+            if r.duplicates[i]:
                 reasons[int(i)] = "near_duplicate"
-            elif distances[i] > cuts[labels[i]]:
+            elif r.distances[i] > cuts[r.labels[i]]:
                 reasons[int(i)] = "outlier"
-            elif confidence[i] < low:
+            elif r.confidence[i] < low:
                 reasons[int(i)] = "implausible"
         pools = [
-            ClusterPool(
-                eligible[labels[eligible] == c], distances, confidence, reasons, decisions[c].ratio
-            )
+            ClusterPool(el[r.labels[el] == c], r.distances, r.key, reasons, r.ratios[c].ratio)
             for c in range(k)
         ]
         alloc = self.config.allocation
-        selectable = np.array([i for i in eligible if int(i) not in reasons], dtype=np.int64)
+        selectable = np.array([i for i in el if int(i) not in reasons], dtype=np.int64)
         weights = allocation_weights(
-            np.array([s.share for s in stats]),
-            np.array([s.reference_share for s in stats]) if has_reference else None,
+            np.array([s.share for s in r.stats]),
+            np.array([s.reference_share for s in r.stats]) if r.refs else None,
             alloc.tau,
             alloc.eta,
             alloc.surprise,
-            surprise_shares(confidence, labels, selectable, budget, k),
+            surprise_shares(r.key, r.labels, selectable, budget, k),
         )
         capacity = np.array([p.remaining for p in pools], dtype=np.int64)
         quotas = allocate(budget, weights, capacity)
         taken = select_all(pools, quotas, weights, budget, allocate)
         return pools, taken
 
+
+
+def _affinity_report(affinity: np.ndarray, pools: list[ClusterPool]) -> dict[str, float]:
+    """Mean reference affinity of the eligible candidates and of the selection: how far the
+    selection moved toward the real reference's words."""
+    chosen = [i for p in pools for i in (*p.centers, *p.edges)]
+    known = affinity[np.isfinite(affinity)]
+    return {
+        "candidates": round(float(known.mean()), 4) if len(known) else 0.0,
+        "selected": round(float(affinity[chosen].mean()), 4) if chosen else 0.0,
+    }
 
 
 def _decisions(

@@ -3,7 +3,9 @@
 Two orders over the same selectable members. **Centers** are representative: the members ranked
 by distance to the centroid and by surprise (low mean token log-probability under the generator),
 best mean rank first. **Edges** are diverse and surprising: the least confident first (the
-farthest first when no confidence is known). The surprising tail is exactly what top-p sampling
+farthest first when no confidence is known). With a reference, "surprise" is the mean of the
+confidence's rank and the reference affinity's (:func:`edge_key`): surprising *and* real-like.
+The surprising tail is exactly what top-p sampling
 removes each generation, and keeping it is what slowed collapse on the benchmark (`ppl_high` beat
 random by a third); centers chosen for *confidence*, as the design first had it, cost held-out
 perplexity (561 vs 543 final, 3 seeds, bench/results/collapse-explore1.md), and selecting toward
@@ -25,13 +27,14 @@ import numpy as np
 
 
 class ClusterPool:
-    """The selectable members of one cluster and what has been taken or rejected so far."""
+    """The selectable members of one cluster and what has been taken or rejected so far;
+    ``key`` is every candidate's edge key (:func:`edge_key`)."""
 
     def __init__(
         self,
         members: np.ndarray,
         distances: np.ndarray,
-        confidence: np.ndarray,
+        key: np.ndarray,
         reasons: dict[int, str],
         edge_ratio: float,
     ):
@@ -44,8 +47,8 @@ class ClusterPool:
         self._taken: set[int] = set()
         self._size = len(keep)
         # Both queues hold every selectable member; whichever role takes one first keeps it.
-        self._center_queue = iter(keep[_center_order(distances[keep], confidence[keep])].tolist())
-        self._edge_queue = iter(keep[_edge_order(distances[keep], confidence[keep])].tolist())
+        self._center_queue = iter(keep[_center_order(distances[keep], key[keep])].tolist())
+        self._edge_queue = iter(keep[_edge_order(distances[keep], key[keep])].tolist())
 
     @property
     def remaining(self) -> int:
@@ -74,21 +77,38 @@ class ClusterPool:
         return taken
 
 
-def _center_order(distances: np.ndarray, confidence: np.ndarray) -> np.ndarray:
-    """Nearest and least confident first: the mean of the two ranks (distance alone when the
-    confidence is unknown); ties by distance."""
-    if np.isnan(confidence).any():
+def _center_order(distances: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Nearest and most surprising (lowest ``key``) first: the mean of the two ranks (distance
+    alone when the key is unknown); ties by distance."""
+    if np.isnan(key).any():
         return np.argsort(distances, kind="stable")
-    combined = _ranks(distances) + _ranks(confidence)
+    combined = _ranks(distances) + _ranks(key)
     return np.lexsort((distances, combined))
 
 
-def _edge_order(distances: np.ndarray, confidence: np.ndarray) -> np.ndarray:
-    """Least confident first (farthest first when the confidence is unknown); ties by distance,
-    farthest first."""
-    if np.isnan(confidence).any():
+def _edge_order(distances: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Most surprising (lowest ``key``) first, farthest first when the key is unknown; ties by
+    distance, farthest first."""
+    if np.isnan(key).any():
         return np.argsort(-distances, kind="stable")
-    return np.lexsort((-distances, confidence))
+    return np.lexsort((-distances, key))
+
+
+def edge_key(confidence: np.ndarray, affinity: np.ndarray | None, weight: float) -> np.ndarray:
+    """What the orders above (and the surprise quotas) take samples by, lowest first.
+
+    Without a reference (``affinity`` None) or at ``weight`` 0: the confidence itself, the least
+    confident first. Otherwise the weighted mean of two ranks, as fractions of the round: the
+    confidence's (least confident first) and the reference affinity's (highest first,
+    :mod:`curation.affinity`). Ranks, because a log-probability and a log ratio share no scale.
+    NaN everywhere when any confidence is unknown: the orders then go by distance alone.
+    """
+    if affinity is None or weight <= 0 or not len(confidence):
+        return confidence
+    if np.isnan(confidence).any():
+        return np.full(len(confidence), np.nan)
+    mixed = (1.0 - weight) * _ranks(confidence) + weight * _ranks(-affinity)
+    return mixed / max(len(confidence) - 1, 1)
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:

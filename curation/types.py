@@ -226,7 +226,9 @@ class RoundResult:
     edit_stats: EditStats
     rejected: dict[str, int]
     timings: dict[str, float]
-    # Where confidence came from ("generator", "lm" or "none") and the implausibility cut.
+    # Where confidence came from ("generator", "lm" or "none"), the implausibility cut, the
+    # weight of the reference affinity in the selection's order (None: not used) and, when used,
+    # the mean affinity of the candidates and of the selection.
     scores: dict[str, Any] = field(default_factory=dict)
     # Reference exemplars of lost clusters (role "replay"), part of the budget.
     replay: list[SampleDecision] = field(default_factory=list)

@@ -174,3 +174,27 @@ def test_replay_returns_reference_exemplars_of_lost_clusters_only(
 def test_replay_fraction_is_bounded() -> None:
     with pytest.raises(ValueError, match=r"config.replay.fraction: must be in \[0, 0.5\]"):
         CurationConfig.from_dict({"replay": {"fraction": 0.9}})
+
+
+def test_with_a_reference_edges_are_surprising_and_real_like(
+    curator: Curator, fortunes: list[dict]
+) -> None:
+    reference = fortunes[:800]
+    # A generator that repeats itself: 60 candidates end in the same invented phrase, and are
+    # the least confident of the round (surprise alone would take them all).
+    pool = scored(fortunes[800:1400])
+    for s in pool[:60]:
+        s["text"] = f"{s['text']} Zorbly quibbles the wuggle of flimflam."
+        s["logprob"] = -6.5 * s["tokens"]
+    matched, _ = curator.curate(pool, 150, reference=reference)
+    alone, _ = Curator(CurationConfig.from_dict({**NO_LM, "score": {"lm_fallback": False,
+                                                                      "reference_weight": 0.0}}),
+                       embedder=curator.embedder).curate(pool, 150, reference=reference)
+    invented = {s["id"] for s in pool[:60]}
+    taken = lambda r: {d.id for d in r.decisions if d.selected} & invented  # noqa: E731
+    assert len(taken(alone)) > 2 * len(taken(matched))
+    assert matched.scores["reference_weight"] == 0.5
+    assert matched.scores["affinity"]["selected"] > matched.scores["affinity"]["candidates"]
+    assert alone.scores["reference_weight"] is None and "affinity" not in alone.scores
+    plain, _ = curator.curate(pool, 150)  # no reference: the confidence alone
+    assert plain.scores["reference_weight"] is None

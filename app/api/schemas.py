@@ -300,8 +300,10 @@ class RoundOut(BaseModel):
         None, description="Why the round selected fewer than its budget; null when it did not.")
     scores: dict[str, Any] = Field(
         default_factory=dict,
-        description="Where confidence came from ('generator', 'lm' or 'none') and the "
-                    "'implausible_below' cut.")
+        description="Where confidence came from ('generator', 'lm' or 'none'), the "
+                    "'implausible_below' cut, the 'reference_weight' the selection ranked the "
+                    "reference affinity with (null when it did not) and, then, the mean "
+                    "'affinity' of the candidates and of the selection.")
     timings: dict[str, float]
 
 

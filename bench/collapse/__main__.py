@@ -29,7 +29,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from tqdm import tqdm
 
-from bench.collapse.config import DCES_STRATEGIES, FULL, QUICK, REGIMES, STRATEGIES
+from bench.collapse.config import (
+    DCES_STRATEGIES,
+    DEFAULT_STRATEGIES,
+    FULL,
+    QUICK,
+    REGIMES,
+    STRATEGIES,
+)
 from bench.collapse.model import new_model, parameter_count, quiet_transformers
 from bench.collapse.prepare import prepare
 from bench.collapse.report import write
@@ -45,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small preset, < 3 minutes")
     p.add_argument("--regime", nargs="+", choices=[*REGIMES, "all"], help="default: replace")
     p.add_argument("--strategies", nargs="+", choices=STRATEGIES,
-                   help="default: all but ppl_low and dces_no_logprobs")
+                   help=f"default: {' '.join(DEFAULT_STRATEGIES)}")
     p.add_argument("--seeds", type=int)
     p.add_argument("--generations", type=int, help="self-training generations after gen 0")
     p.add_argument("--budget", type=int, help="samples kept per generation")
