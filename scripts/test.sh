@@ -5,6 +5,9 @@
 # DCES_TEST_DATABASE_URL to use a server of your own instead. The Ray cases run on a throwaway
 # local cluster (scripts/ray.sh: a head and one worker node, 1 CPU each), stopped on exit; set
 # DCES_TEST_RAY_ADDRESS to use a cluster of your own instead.
+# Test files run in parallel (pytest-xdist), one file per worker at a time so that a module's
+# server and models load once: DCES_TEST_WORKERS workers, default the CPU count capped at 4 (each
+# worker holds the real models, ~1.5 GB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
@@ -35,4 +38,6 @@ if [ -z "${DCES_TEST_RAY_ADDRESS:-}" ]; then
   DCES_TEST_RAY_ADDRESS=$(bash scripts/ray.sh start "$raydir")
   export DCES_TEST_RAY_ADDRESS
 fi
-.venv/bin/python -m pytest "${select[@]}" "$@"
+cpus=$(nproc)
+workers=${DCES_TEST_WORKERS:-$(( cpus < 4 ? cpus : 4 ))}
+.venv/bin/python -m pytest -n "$workers" --dist loadfile "${select[@]}" "$@"
