@@ -34,3 +34,21 @@ def embedder():  # type: ignore[no-untyped-def]
     from curation.embed import load_embedder
 
     return load_embedder()
+
+# The longest test files (a quiet run's --durations), started first: scripts/test.sh runs one
+# file per worker (pytest-xdist, --dist loadfile), and a long file handed out last leaves the
+# other workers idle while it runs. Only the order of files changes, never what a test sees.
+LONG_FILES = (
+    "tests/service/test_restart.py",
+    "tests/test_ray_executor.py",
+    "tests/service/test_schemathesis.py",
+    "tests/service/test_migrations.py",
+    "tests/service/test_worker.py",
+    "tests/service/test_trainer_example.py",
+)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest has grouped each file's tests by fixture
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(LONG_FILES)))

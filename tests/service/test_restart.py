@@ -180,7 +180,7 @@ def test_sigterm_with_no_grace_stops_a_round_while_it_embeds(
     run = http.post("/v1/runs", json={"config": NO_LM}).json()["id"]
     # Repeated text would hit the embedding cache: make every sample new to this process.
     samples = [{"id": f"s{i}", "text": f"{f['text']} (variant {i})"}
-               for i, f in enumerate(fortunes * 3)]
+               for i, f in enumerate(fortunes * 2)]
     response = http.post(f"/v1/runs/{run}/rounds", json={"samples": samples, "budget": 40})
     assert response.status_code == 202, response.text
     job_id = str(response.json()["id"])
@@ -193,7 +193,7 @@ def test_sigterm_with_no_grace_stops_a_round_while_it_embeds(
     stopped = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(60) in (0, -15)
-    assert time.monotonic() - stopped < 30  # embedding all 4,600-odd texts takes far longer
+    assert time.monotonic() - stopped < 30  # it stopped at a chunk, not at the round's end
     left = stored(server, run)
     assert left["rounds"] == 0 and left["jobs"] == {job_id: "queued"}
     server.start()
