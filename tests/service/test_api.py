@@ -195,6 +195,24 @@ def test_generator_scores_steer_the_round(http: httpx.Client,
     assert edges and passed and sum(edges) / len(edges) < sum(passed) / len(passed)
 
 
+def test_with_a_reference_the_round_reports_its_affinity(http: httpx.Client,
+                                                         fortunes: list[dict[str, Any]]) -> None:
+    run = new_run(http)
+    assert http.post(f"/v1/runs/{run}/reference",
+                     json={"samples": fortunes[200:400]}).status_code == 200
+    samples = [{**f, "logprob": -float(i % 7 + 1) * 10, "tokens": 10}
+               for i, f in enumerate(fortunes[:80])]
+    scores = http.post(f"/v1/runs/{run}/rounds",
+                       json={"samples": samples, "budget": 20}).json()["scores"]
+    assert scores["source"] == "generator" and scores["reference_weight"] == 0.5
+    assert set(scores["affinity"]) == {"candidates", "selected"}
+    off = new_run(http, score={"lm_fallback": False, "reference_weight": 0.0})
+    http.post(f"/v1/runs/{off}/reference", json={"samples": fortunes[200:400]})
+    scores = http.post(f"/v1/runs/{off}/rounds",
+                       json={"samples": samples, "budget": 20}).json()["scores"]
+    assert scores["reference_weight"] is None and "affinity" not in scores
+
+
 def test_body_limit_is_413_without_reading_the_body(http: httpx.Client,
                                                     problem: Callable[..., Any]) -> None:
     big = json.dumps({"samples": [{"id": "a", "text": "x" * 300_000}], "budget": 1}).encode()
