@@ -95,15 +95,30 @@ def load_fortunes(min_chars: int = 20, max_chars: int = 600) -> list[Fortune]:
 
 def load_wordnet(min_chars: int = 20, max_chars: int = 600) -> list[Fortune]:
     """Every WordNet gloss (definition and examples), with its lexicographer file as category."""
+    return [Fortune(f"{pos}-{offset}", gloss, category)
+            for pos, offset, category, _, gloss in _wordnet_synsets()
+            if min_chars <= len(gloss) <= max_chars]
+
+
+def load_wordnet_senses() -> list[Fortune]:
+    """One entry per word sense, ``"lemma: gloss"`` (about 200,000 distinct texts, synonyms
+    sharing a gloss): a large corpus of distinct real text for scale benchmarks."""
+    return [Fortune(f"{pos}-{offset}-{lemma}", f"{lemma.replace('_', ' ')}: {gloss}", category)
+            for pos, offset, category, lemmas, gloss in _wordnet_synsets()
+            for lemma in lemmas]
+
+
+def _wordnet_synsets() -> list[tuple[str, str, str, list[str], str]]:
+    """(part of speech, offset, lexicographer file, lemmas, gloss) of every synset, from
+    Debian's `data.*` files (format: wndb(5))."""
     ensure_package("wordnet-base", WORDNET_DIR)
-    out: list[Fortune] = []
+    out: list[tuple[str, str, str, list[str], str]] = []
     for pos in ("noun", "verb", "adj", "adv"):
         for line in (WORDNET_DIR / f"data.{pos}").read_text(encoding="latin-1").splitlines():
             if line.startswith(" ") or " | " not in line:  # the licence header
                 continue
             fields, gloss = line.split(" | ", 1)
-            offset, lexfile = fields.split()[:2]
-            text = " ".join(gloss.split())
-            if min_chars <= len(text) <= max_chars:
-                out.append(Fortune(f"{pos}-{offset}", text, LEXNAMES[int(lexfile)]))
+            offset, lexfile, _, count, *rest = fields.split()
+            lemmas = rest[0:2 * int(count, 16):2]
+            out.append((pos, offset, LEXNAMES[int(lexfile)], lemmas, " ".join(gloss.split())))
     return out
