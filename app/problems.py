@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from curation.bounds import ConfigError
 from curation.types import CurationInputError
 
 log = logging.getLogger("dces.problems")
@@ -92,6 +93,7 @@ PROBLEMS: dict[type[BaseException], ProblemType] = {
     LimitExceeded: ProblemType(422, "limit-exceeded", "Limit exceeded"),
     InvalidInput: ProblemType(422, "invalid-input", "Invalid input"),
     CurationInputError: ProblemType(422, "invalid-input", "Invalid input"),
+    ConfigError: ProblemType(422, "invalid-input", "Invalid input"),
     RequestValidationError: ProblemType(422, "validation-error", "Request validation failed"),
     QueueFull: ProblemType(429, "queue-full", "Too many requests"),
     Unavailable: ProblemType(503, "unavailable", "Service unavailable"),
@@ -100,11 +102,9 @@ PROBLEMS: dict[type[BaseException], ProblemType] = {
     Unauthorized: ProblemType(401, "unauthorized", "Unauthorized"),
     IntegrityError: ProblemType(409, "conflict", "Conflict"),
     OperationalError: ProblemType(503, "database-unavailable", "Database unavailable"),
-    ValueError: ProblemType(422, "invalid-input", "Invalid input"),
-    # A codec error is a ValueError, but input is checked for unencodable text on arrival
-    # (app.api.checks), so one raised later is a bug: 500, its text kept in the log.
-    UnicodeError: INTERNAL,
 }
+# A bare ValueError is not a client error: what a client can get wrong is raised as one of the
+# types above (CurationInputError, ConfigError, InvalidInput), anything else is a bug and a 500.
 
 
 # Starlette's own HTTP errors (unknown route, wrong method, body limit) keep their status.

@@ -18,6 +18,7 @@ from app.problems import (
     Unavailable,
     problem_document,
 )
+from curation.bounds import ConfigError
 from curation.types import CurationInputError
 
 
@@ -27,7 +28,7 @@ from curation.types import CurationInputError
     (LimitExceeded("too many"), 422, "limit-exceeded"),
     (InvalidInput("bad config"), 422, "invalid-input"),
     (CurationInputError("budget: must be >= 1"), 422, "invalid-input"),
-    (ValueError("config.x: unknown setting"), 422, "invalid-input"),
+    (ConfigError("config.x", "unknown setting"), 422, "invalid-input"),
     (QueueFull("full", headers={"Retry-After": "3"}), 429, "queue-full"),
     (Unavailable("loading"), 503, "unavailable"),
     (Interrupted("restarted"), 503, "interrupted"),
@@ -37,6 +38,10 @@ from curation.types import CurationInputError
      "database-unavailable"),
     (HTTPException(405), 405, "method-not-allowed"),
     (KeyError("bug"), 500, "internal-error"),
+    # An internal fault that happens to be a ValueError is not the client's: not a 422.
+    (ValueError("operands could not be broadcast"), 500, "internal-error"),
+    (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), 500,
+     "internal-error"),
 ])
 def test_status_by_error_type(exc: Exception, status: int, slug: str) -> None:
     doc = problem_document(exc, "/v1/x", "req-1")
