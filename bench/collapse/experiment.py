@@ -99,11 +99,12 @@ def evaluate(shared: Shared, model: GPT2LMHeadModel, texts: list[str], embed: Em
 
 
 def gen0_key(shared: Shared, seed: int) -> str:
-    """What generation 0 depends on: the config but the later generations' settings, the
-    token ids of the training and test splits, and the seed."""
+    """What generation 0 depends on: the config but the later generations' settings and the
+    run's bookkeeping (how many seeds, which pools are monitored), the token ids of the training
+    and test splits, and the seed."""
     cfg = shared.cfg
     later = {"regimes", "strategies", "generations", "gen_tokens", "gen_lr", "anchor_fraction",
-             "jobs"}
+             "jobs", "seeds", "monitor"}
     settings = {k: v for k, v in asdict(cfg).items() if k not in later}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     digest.update(pickle.dumps((shared.train_ids, shared.test_ids, seed)))
