@@ -14,6 +14,7 @@ from curation.config import HealthConfig
 from curation.diversity import (
     compression_ratio,
     distinct_n,
+    distinct_n_windowed,
     effective_clusters,
     mmd,
     reference_coverage,
@@ -131,6 +132,24 @@ def test_distinct_n_counts_lowercased_tokens_within_each_text() -> None:
     assert distinct_n(["single"], 2) == 0.0
     assert distinct_n([], 1) == 0.0
     assert compression_ratio([]) == 0.0
+
+
+def test_windowed_distinct_n_does_not_reward_shorter_texts(varied: list[str]) -> None:
+    # The same real texts cut to their first five words: more distinct bigrams per bigram in
+    # the plain ratio (fewer bigrams in all), about the same at a fixed count of bigrams.
+    short = [" ".join(t.split()[:5]) for t in varied]
+    assert distinct_n(short, 2) > distinct_n(varied, 2)
+    shorter = distinct_n_windowed(short, 2, 100)
+    assert shorter == pytest.approx(distinct_n_windowed(varied, 2, 100), abs=0.05)
+    assert distinct_n_windowed(REPETITIVE, 2, 100) < 0.5 * shorter
+
+
+def test_windowed_distinct_n_counts_whole_windows_only() -> None:
+    # "a b", "b a", "a b" | "c d", "d e", "e f" | "f g" (partial, dropped)
+    assert distinct_n_windowed(["a b a b", "c d e f g"], 2, 3) == pytest.approx((2 / 3 + 1) / 2)
+    assert math.isnan(distinct_n_windowed(["a b"], 2, 2))  # one bigram, no whole window
+    with pytest.raises(ValueError, match="window"):
+        distinct_n_windowed(["a b"], 2, 0)
 
 
 def test_text_metrics_reject_bad_input() -> None:

@@ -23,6 +23,8 @@ METRICS: list[tuple[str, str, int]] = [
     ("distinct_1", "distinct-1", +1),
     ("distinct_2", "distinct-2", +1),
     ("distinct_3", "distinct-3", +1),
+    ("distinct_2_window", "distinct-2 @1k bigrams", +1),
+    ("mean_words", "words/sample", 0),
     ("vendi", "Vendi", +1),
     ("kl_to_real", "KL to real", -1),
     ("tail_mass", "tail mass", 0),  # raw: gibberish inflates it (see textmetrics)
@@ -42,8 +44,9 @@ def by_strategy(runs: Sequence[dict[str, Any]], regime: str) -> dict[str, list[d
 
 
 def series(chains: list[dict[str, Any]], key: str) -> np.ndarray:
-    """(seeds, generations + 1) values of one metric."""
-    return np.array([[g[key] for g in c["generations"]] for c in chains], dtype=np.float64)
+    """(seeds, generations + 1) values of one metric (NaN where a run predates it)."""
+    return np.array([[g.get(key, np.nan) for g in c["generations"]] for c in chains],
+                    dtype=np.float64)
 
 
 def gens_to_ppl_factor(chain: dict[str, Any]) -> int | None:

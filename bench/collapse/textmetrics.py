@@ -19,8 +19,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from curation.cluster import nearest_centroid, normalize_rows
-from curation.diversity import distinct_n, occupancy, vendi_score
+from curation.diversity import distinct_n, distinct_n_windowed, occupancy, vendi_score
 
+# distinct-2 at a fixed count of bigrams: samples that shrink to a few words each would
+# otherwise score as diverse just for holding fewer bigrams (400 samples of 7 words: ~2,400).
+DISTINCT_WINDOW = 1000
 SMOOTHING = 0.5  # pseudo-count per category, so that a lost category gives a finite KL
 
 
@@ -85,11 +88,13 @@ class CategoryLabeler:
 def text_metrics(
     texts: Sequence[str], embeddings: np.ndarray, labeler: CategoryLabeler, seed: int
 ) -> dict[str, float]:
-    """distinct-1/2/3, Vendi score (cosine), category KL and tail mass of one batch."""
+    """distinct-1/2/3 (and distinct-2 at a fixed count of bigrams), Vendi score (cosine),
+    category KL and tail mass of one batch."""
     return {
         "distinct_1": distinct_n(texts, 1),
         "distinct_2": distinct_n(texts, 2),
         "distinct_3": distinct_n(texts, 3),
+        "distinct_2_window": distinct_n_windowed(texts, 2, DISTINCT_WINDOW),
         "vendi": vendi_score(embeddings, len(texts), seed),
         **labeler.category_metrics(embeddings),
         "mean_words": float(np.mean([len(t.split()) for t in texts])) if texts else 0.0,
