@@ -6,7 +6,8 @@
 # local cluster (scripts/ray.sh: a head and one worker node, 1 CPU each), stopped on exit; set
 # DCES_TEST_RAY_ADDRESS to use a cluster of your own instead.
 # Test files run in parallel (pytest-xdist), one file per worker at a time so that a module's
-# server and models load once: DCES_TEST_WORKERS workers, default the CPU count capped at 4 (each
+# server and models load once: DCES_TEST_WORKERS workers, default one more than the CPU count (part
+# of many tests is waiting on a server process, a browser or the database), capped at 4 (each
 # worker holds the real models, ~1.5 GB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,5 +40,5 @@ if [ -z "${DCES_TEST_RAY_ADDRESS:-}" ]; then
   export DCES_TEST_RAY_ADDRESS
 fi
 cpus=$(nproc)
-workers=${DCES_TEST_WORKERS:-$(( cpus < 4 ? cpus : 4 ))}
+workers=${DCES_TEST_WORKERS:-$(( cpus + 1 < 4 ? cpus + 1 : 4 ))}
 .venv/bin/python -m pytest -n "$workers" --dist loadfile "${select[@]}" "$@"

@@ -41,8 +41,8 @@ def executor() -> Iterator[RayExecutor]:
 def test_vectors_are_the_local_ones_in_input_order(
     executor: RayExecutor, embedder, fortunes: list[dict]  # type: ignore[no-untyped-def]
 ) -> None:
-    texts = [f["text"] for f in fortunes[:200]]
-    texts += [texts[3], texts[150], texts[3]]  # duplicates: embedded once, returned in place
+    texts = [f["text"] for f in fortunes[:120]]
+    texts += [texts[3], texts[100], texts[3]]  # duplicates: embedded once, returned in place
     fresh = load_embedder()
     got = executor.embed(fresh, EmbedConfig(), texts)
     want = embedder.encode_uncached(texts)
@@ -62,15 +62,15 @@ def test_a_round_on_the_cluster_selects_what_the_local_round_selects(
     executor: RayExecutor, embedder, fortunes: list[dict]  # type: ignore[no-untyped-def]
 ) -> None:
     config = CurationConfig.from_dict({**NO_LM, "seed": 7})
-    batch, reference = fortunes[:300], fortunes[600:800]
-    local, _ = Curator(config, embedder=embedder).curate(batch, 50, reference=reference)
+    batch, reference = fortunes[:200], fortunes[600:700]
+    local, _ = Curator(config, embedder=embedder).curate(batch, 40, reference=reference)
     remote, _ = Curator(config, embedder=load_embedder(), executor=executor).curate(
-        batch, 50, reference=reference)
+        batch, 40, reference=reference)
 
     def decisions(result):  # type: ignore[no-untyped-def]
         return [(d.id, d.selected, d.role, d.reason, d.cluster) for d in result.decisions]
 
-    assert remote.selected == local.selected == 50
+    assert remote.selected == local.selected == 40
     assert decisions(remote) == decisions(local)
 
 
