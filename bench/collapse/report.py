@@ -58,6 +58,8 @@ def gens_to_ppl_factor(chain: dict[str, Any]) -> int | None:
 
 
 def _fmt(mean: float, std: float) -> str:
+    if np.isnan(mean):  # a metric newer than a cached generation 0, or no n-gram at all
+        return "n/a"
     digits = 1 if abs(mean) >= 10 else 3
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
