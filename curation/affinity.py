@@ -17,10 +17,12 @@ invented one, and affinity alone favours the commonest real phrasing. Ranked tog
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
-from sklearn.feature_extraction.text import HashingVectorizer
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 # Words and single punctuation marks: a fortune's "--" or a gloss's ";" is part of its style.
 _TOKEN_PATTERN = r"(?u)\b\w+\b|[^\w\s]"
@@ -35,6 +37,10 @@ class ReferenceAffinity:
     """
 
     def __init__(self, n_features: int = 10_000) -> None:
+        # scikit-learn on first use: importing it costs a second of every process start (a
+        # server, a CLI run), and only rounds with a reference need it.
+        from sklearn.feature_extraction.text import HashingVectorizer
+
         self.n_features = n_features
         self._vectorizer = HashingVectorizer(
             n_features=n_features, ngram_range=(1, 2), alternate_sign=False, norm=None,

@@ -10,6 +10,8 @@ tests/test_config_bounds.py).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +157,18 @@ def test_the_default_backend_is_onnx_on_the_cpu(tmp_path: Path) -> None:
     assert CurationConfig().embed.backend == "auto"
     embedder = load_embedder(device="cpu", cache_dir=tmp_path)
     assert (embedder.backend, embedder.precision, embedder.device) == ("onnx", "fp32", "cpu")
+
+
+@no_gpu
+def test_the_default_embedder_loads_without_torch_transformers_or_sklearn() -> None:
+    """What a server without an LM, or a CLI run, imports to embed on the CPU: not torch (no
+    CUDA driver here to ask it about), not transformers (the export's tokenizer runs on
+    `tokenizers`), not scikit-learn (only a round with a reference needs it); a second or two of
+    every start each. A fresh interpreter, since this one has them all."""
+    code = ("import sys; from curation.embed import load_embedder; "
+            "e = load_embedder(); assert e.encode(['A short real text.']).shape == (1, e.dim); "
+            "print(sorted({'torch', 'transformers', 'sklearn', 'scipy.stats'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
