@@ -62,34 +62,34 @@ def test_a_round_on_the_cluster_selects_what_the_local_round_selects(
     executor: RayExecutor, embedder, fortunes: list[dict]  # type: ignore[no-untyped-def]
 ) -> None:
     config = CurationConfig.from_dict({**NO_LM, "seed": 7})
-    batch, reference = fortunes[:200], fortunes[600:700]
-    local, _ = Curator(config, embedder=embedder).curate(batch, 40, reference=reference)
+    batch, reference = fortunes[:120], fortunes[600:660]
+    local, _ = Curator(config, embedder=embedder).curate(batch, 24, reference=reference)
     remote, _ = Curator(config, embedder=load_embedder(), executor=executor).curate(
-        batch, 40, reference=reference)
+        batch, 24, reference=reference)
 
     def decisions(result):  # type: ignore[no-untyped-def]
         return [(d.id, d.selected, d.role, d.reason, d.cluster) for d in result.decisions]
 
-    assert remote.selected == local.selected == 40
+    assert remote.selected == local.selected == 24
     assert decisions(remote) == decisions(local)
 
 
 def test_the_cli_writes_the_same_output_with_ray(tmp_path: Path, fortunes: list[dict]) -> None:
     assert ADDRESS is not None
     inp = tmp_path / "in.jsonl"
-    inp.write_text("".join(json.dumps(f) + "\n" for f in fortunes[:150]))
+    inp.write_text("".join(json.dumps(f) + "\n" for f in fortunes[:80]))
     config = tmp_path / "config.json"
     config.write_text(json.dumps(NO_LM))
     outputs = []
     for extra in ([], ["--ray", ADDRESS]):
         out = tmp_path / f"out{len(outputs)}.jsonl"
-        cmd = [sys.executable, "-m", "app.cli", "curate", str(inp), "--budget", "30",
+        cmd = [sys.executable, "-m", "app.cli", "curate", str(inp), "--budget", "16",
                "--config", str(config), "--output", str(out), "--quiet", *extra]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
-    assert sum(json.loads(line)["selected"] for line in outputs[0].splitlines()) == 30
+    assert sum(json.loads(line)["selected"] for line in outputs[0].splitlines()) == 16
 
 
 

@@ -68,26 +68,26 @@ def finished_job(http: httpx.Client, job_id: str, timeout: float = 300) -> dict[
 
 def test_parts_put_in_parallel_all_count(server: DCESServer, http: httpx.Client,
                                          fortunes: list[dict[str, Any]]) -> None:
-    """Parts 1..8 at once: the upload has 8 parts and 800 samples, and one POST of it with one
-    key from 8 threads is one job whose round has all 800 samples, in part order."""
+    """Parts 1..8 at once: the upload has 8 parts and 200 samples, and one POST of it with one
+    key from 8 threads is one job whose round has all 200 samples, in part order."""
     run = new_run(http)
     upload = http.post(f"/v1/runs/{run}/uploads").json()["id"]
-    parts = [fortunes[i * 100:(i + 1) * 100] for i in range(N)]
+    parts = [fortunes[i * 25:(i + 1) * 25] for i in range(N)]
     answers = at_once(server, lambda c, i: c.put(f"/v1/runs/{run}/uploads/{upload}/parts/{i + 1}",
                                                   json={"samples": parts[i]}))
     assert [a.status_code for a in answers] == [200] * N, [a.text for a in answers]
     assert not any(a.json()["unchanged"] for a in answers)
     stored = http.get(f"/v1/runs/{run}/uploads/{upload}").json()
-    assert (stored["parts"], stored["samples"]) == (N, 800)
+    assert (stored["parts"], stored["samples"]) == (N, 200)
 
     answers = at_once(server, lambda c, i: c.post(
-        f"/v1/runs/{run}/rounds", json={"upload": upload, "budget": 50},
+        f"/v1/runs/{run}/rounds", json={"upload": upload, "budget": 20},
         headers={"Idempotency-Key": "all-parts", "Prefer": "respond-async"}))
     assert {a.status_code for a in answers} <= {200, 202}, [a.text for a in answers]
     jobs = {a.json()["id"] if a.status_code == 202 else a.json()["job_id"] for a in answers}
     assert len(jobs) == 1
     job = finished_job(http, jobs.pop())
-    assert job["status"] == "succeeded" and job["samples"] == 800, job
+    assert job["status"] == "succeeded" and job["samples"] == 200, job
     decided = http.get(f"/v1/runs/{run}/rounds/0").json()["samples"]
     assert [x["id"] for x in decided] == [x["id"] for part in parts for x in part]
     assert len(http.get(f"/v1/runs/{run}/rounds").json()["rounds"]) == 1
