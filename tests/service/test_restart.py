@@ -27,7 +27,7 @@ def server(database_settings: dict[str, str], start_server: Callable[..., DCESSe
     # replica id across restarts: on PostgreSQL a process takes its own id's jobs at once, a
     # stranger's only after their lease (tests/service/test_replicas.py).
     server = start_server(sync_max_samples=50, shutdown_grace_s=300, replica_id="restarted",
-                          **database_settings)
+                          fault_injection=True, **database_settings)
     yield server
     server.stop()
 
@@ -42,13 +42,20 @@ def wait_status(http: httpx.Client, job_id: str, wanted: set[str], timeout: floa
     raise TimeoutError(f"job {job_id} never reached {wanted}")
 
 
-def start_job(http: httpx.Client, run: str, samples: list[dict[str, Any]], key: str) -> str:
+def start_job(http: httpx.Client, run: str, samples: list[dict[str, Any]], key: str,
+              paused: bool = False) -> str:
+    """Submit a round and return once it runs. ``paused``: the worker stops at the round's first
+    progress report until the process ends (fault injection), so that a kill lands mid-round on
+    any CPU, whatever the round's size."""
+    if paused:
+        assert http.post("/debug/pause-worker").status_code == 200
     response = http.post(f"/v1/runs/{run}/rounds", json={"samples": samples, "budget": 40},
                          headers={"Idempotency-Key": key})
     assert response.status_code == 202, response.text
     job_id = str(response.json()["id"])
     wait_status(http, job_id, {"running"})
-    time.sleep(0.5)  # well inside the engine's work
+    if not paused:
+        time.sleep(0.5)  # well inside the engine's work
     return job_id
 
 
@@ -110,8 +117,8 @@ def test_kill9_mid_job_leaves_no_half_round(server: DCESServer,
     with the reason and a retry by the same key runs it again; with it on, it resumes."""
     http = server.http()
     run = http.post("/v1/runs", json={"config": NO_LM}).json()["id"]
-    body = fortunes[200:600]
-    job = start_job(http, run, body, "k9")
+    body = fortunes[200:320]
+    job = start_job(http, run, body, "k9", paused=True)
     server.kill9()
     assert stored(server, run) == {"rounds": 0, "run": (0, None), "jobs": {job: "running"}}
 
@@ -126,9 +133,9 @@ def test_kill9_mid_job_leaves_no_half_round(server: DCESServer,
     assert retry.status_code == 202 and retry.json()["id"] == job
     assert wait_status(http, job, {"succeeded", "failed"})["status"] == "succeeded"
     rounds = http.get(f"/v1/runs/{run}/rounds").json()["rounds"]
-    assert [(r["round"], r["samples"]) for r in rounds] == [(0, 400)]
+    assert [(r["round"], r["samples"]) for r in rounds] == [(0, 120)]
 
-    second = start_job(http, run, fortunes[600:1000], "k9-2")
+    second = start_job(http, run, fortunes[600:720], "k9-2", paused=True)
     server.kill9()
     assert stored(server, run)["rounds"] == 1
     server.start(resume_jobs=True)
@@ -136,7 +143,7 @@ def test_kill9_mid_job_leaves_no_half_round(server: DCESServer,
     assert resumed["status"] == "succeeded" and resumed["attempts"] == 2
     assert "resumed after a restart" in resumed["note"]
     rounds = http.get(f"/v1/runs/{run}/rounds").json()["rounds"]
-    assert [(r["round"], r["samples"]) for r in rounds] == [(0, 400), (1, 400)]
+    assert [(r["round"], r["samples"]) for r in rounds] == [(0, 120), (1, 120)]
     assert http.get(f"/v1/runs/{run}/state").json()["round"] == 2
 
 
