@@ -242,6 +242,9 @@ def _build(source: Path, out: Path, quantize: bool) -> None:
 
     config = AutoConfig.from_pretrained(source, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+    if not tokenizer.is_fast:  # nothing to write as TOKENIZER_FILE, which OnnxEncoder runs
+        raise ValueError(f"{source} has no fast tokenizer, which the ONNX backends run; use "
+                         "backend 'torch'")
     layout = _sentence_transformers_layout(source, tokenizer, config)
     # Eager attention: ONNX Runtime's optimizer recognises its pattern and fuses it into one
     # Attention op (the SDPA trace is left unfused).
@@ -279,9 +282,6 @@ def _build(source: Path, out: Path, quantize: bool) -> None:
     for leftover in (raw, out / "fused.onnx"):
         leftover.unlink(missing_ok=True)
     tokenizer.save_pretrained(out)
-    if not (out / TOKENIZER_FILE).is_file():
-        raise ValueError(f"{source} has no fast tokenizer ({TOKENIZER_FILE}), which the ONNX "
-                         "backends run; use backend 'torch'")
     layout.update(kind="onnx-int8" if quantize else "onnx", format=FORMAT,
                   weights=int8_weight_type() if quantize else "float32",
                   dim=int(config.hidden_size), source=str(source))
