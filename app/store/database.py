@@ -26,6 +26,8 @@ later on a missing column, and so does this one when the file has a revision it 
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -183,23 +185,42 @@ def _sqlite_dir(url: str) -> Path | None:
     return None if not path or path == ":memory:" else Path(path).parent
 
 
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
+def _use_wal(cursor: sqlite3.Cursor) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while the database is locked: on a new file another
+    process creating it at the same time (replicas starting together) makes the switch fail at
+    once, without SQLite's busy handler (1 start in ~15 of four concurrent ones here)."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _make_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     path = url.split("///", 1)[1] if "///" in url else ""
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN below be the only one
         cursor = dbapi_conn.cursor()
+        _use_wal(cursor)
         # secure_delete=FAST: Debian builds SQLite to zero every freed page, which makes a
         # delete write as much as it frees (a run could not be deleted on a full disk); FAST
         # zeroes what costs no extra I/O, so freed overflow pages keep their bytes until reused.
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
-                       "busy_timeout=30000", "secure_delete=FAST"):
+        for pragma in ("synchronous=FULL", "foreign_keys=ON",
+                       f"busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}", "secure_delete=FAST"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
