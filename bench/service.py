@@ -41,6 +41,7 @@ from typing import Any
 
 from app.settings import Settings
 from app.worker.models import EngineModels, base_config
+from bench.collapse.service import free_port
 from bench.corpora import load_fortunes
 from dces_client import DCESClient
 
@@ -61,7 +62,7 @@ def corpus(n: int, n_reference: int) -> tuple[list[dict[str, Any]], list[dict[st
 def time_service(samples: list[dict[str, Any]], reference: list[dict[str, Any]], budget: int
                  ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as data_dir:
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "DCES_DATA_DIR": data_dir, "DCES_PORT": str(port),
                "DCES_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false"}
@@ -206,14 +207,6 @@ def _load(m: dict[str, Any]) -> str:
     end = f"{m['load_average_at_end'][0]:.1f} at the end"
     start = m.get("load_average_at_start")  # absent from results of the script's first version
     return f"{start[0]:.1f} at the start, {end}" if start else end
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from typing import Any
 
 import httpx
 
+from bench.collapse.service import free_port
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 STARTS = 3
@@ -68,7 +70,7 @@ def cpu_seconds(pid: int) -> float:
 def server_start_cpu(repo: Path, preload_lm: bool) -> float:
     """CPU seconds of one ``dces serve`` process from exec to its first ready ``/readyz``."""
     with tempfile.TemporaryDirectory() as data:
-        port = 18_000 + os.getpid() % 1000
+        port = free_port()
         env = {**os.environ, "PYTHONPATH": str(repo), "DCES_DATA_DIR": data,
                "DCES_PORT": str(port), "DCES_PRELOAD_LM": json.dumps(preload_lm),
                "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
