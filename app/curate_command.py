@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from transformers.utils import logging as hf_logging
-
 from app.formats import (
     STDIO,
     Format,
@@ -21,6 +19,7 @@ from app.formats import (
 )
 from app.formats.atomic import AtomicFiles
 from app.formats.jsonl import read_json
+from app.logs import disable_hub_progress_bars
 from curation import CurationConfig, CurationInputError, Curator, RunState
 from curation.ray_executor import RayExecutor
 from curation.records import Fields
@@ -67,7 +66,7 @@ def run_curate(
 
     # The stage lines are the command's progress: the library's bars (model loading) would
     # break them up, and would make --quiet noisy.
-    hf_logging.disable_progress_bar()
+    disable_hub_progress_bars()
     progress = None if quiet else StageLines(sys.stderr)
     executor = RayExecutor(ray_address, min_samples=1) if ray_address is not None else None
     result, new_state = Curator(config, executor=executor).curate(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -44,3 +45,19 @@ def configure_logging(level: str, json_format: bool = True) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+
+
+def disable_hub_progress_bars() -> None:
+    """No tqdm bars from Hugging Face's libraries (model loading): they would break the JSON log
+    lines and the CLI's stage lines. huggingface_hub reads the variable at import, and
+    transformers takes its setting from huggingface_hub's, so setting it before either loads
+    is enough; importing transformers to switch its bars off cost 0.7 s of every start."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "huggingface_hub" in sys.modules:  # loaded already (e.g. by `datasets`)
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from app.logs import configure_logging
+from app.logs import configure_logging, disable_hub_progress_bars
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ def serve(settings_overrides: dict[str, Any] | None = None) -> None:
     # with the event loop answering probes, spinning threads steal the cores. It must be set
     # before torch loads, i.e. before the import below.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    disable_hub_progress_bars()
     from app.api.problem_responses import ProblemH11Protocol
     from app.main import create_app
     from app.store.database import SchemaVersionError

@@ -59,9 +59,6 @@ class EngineModels:
         """Load the default models and curate a tiny warm-up batch: the engine's first call
         imports and initialises libraries while holding the GIL for a while, which must happen
         before /readyz says ready, not while probes are waiting."""
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # tqdm bars would break the JSON log lines
         config = base_config(self.settings)
         if not self.settings.preload_lm:
             config = config.with_overrides({"edit": {"enabled": False},

@@ -1,4 +1,5 @@
-"""`dces serve` refuses to start on a configuration error: exit 2, the reason, no traceback."""
+"""`dces serve` at start: it refuses a configuration error (exit 2, the reason, no traceback),
+and without an LM it gets ready without loading the libraries only an LM or a reference needs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.store.database import SCHEMA_VERSION, Database
+from curation.device import cuda_available
 
 from .conftest import DCESServer
 
@@ -36,3 +40,19 @@ def test_a_database_from_a_newer_dces_is_refused_and_left_alone(tmp_path: Path) 
     assert f"schema version {SCHEMA_VERSION + 7} was written by a newer DCES" in err
     with sqlite3.connect(server.db_path) as con:
         assert con.execute("SELECT version FROM dces_schema").fetchall() == [(SCHEMA_VERSION + 7,)]
+
+
+@pytest.mark.skipif(cuda_available(), reason="this machine has a GPU: torch is asked about it")
+def test_a_server_without_an_lm_gets_ready_without_torch_transformers_scipy_or_sklearn(
+        tmp_path: Path) -> None:
+    """What `dces serve` imports and loads before /readyz (the app, the default models and the
+    warm-up round), in a fresh interpreter: each of these libraries took 0.3-1.7 CPU-s of every
+    start, and the suite starts ~25 servers."""
+    code = ("import sys; import app.server, app.main; from app.settings import Settings; "
+            "from app.worker.models import load_models; "
+            "load_models(Settings(preload_lm=False)); "
+            "print(sorted({'torch', 'transformers', 'scipy', 'sklearn'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=DCESServer(tmp_path, preload_lm=False).env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
