@@ -51,7 +51,8 @@ def disable_hub_progress_bars() -> None:
     """No tqdm bars from Hugging Face's libraries (model loading): they would break the JSON log
     lines and the CLI's stage lines. huggingface_hub reads the variable at import, and
     transformers takes its setting from huggingface_hub's, so setting it before either loads
-    is enough; importing transformers to switch its bars off cost 0.7 s of every start."""
+    is enough; importing transformers to switch its bars off cost 0.7 s of every start. A value
+    the user has set wins."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if "huggingface_hub" in sys.modules:  # loaded already (e.g. by `datasets`)
         from huggingface_hub.utils import disable_progress_bars

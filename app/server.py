@@ -44,7 +44,7 @@ def serve(settings_overrides: dict[str, Any] | None = None) -> None:
     configure_logging(settings.log_level, settings.log_json)
     # Idle OpenMP threads sleep instead of spinning: on a CPU shared with the training job and
     # with the event loop answering probes, spinning threads steal the cores. It must be set
-    # before torch loads, i.e. before the import below.
+    # before torch loads, i.e. before the imports below, and so must the progress bars' switch.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     disable_hub_progress_bars()
     from app.api.problem_responses import ProblemH11Protocol

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A throwaway local Ray cluster for the tests and the benchmark (scripts/test.sh runs it around
-# pytest, bench/ray.py around its timings).
+# A throwaway local Ray cluster for the tests and the benchmark (tests/test_ray_executor.py runs
+# it around its tests, bench/ray.py around its timings).
 #   ray.sh start DIR [WORKERS]  starts a head node and WORKERS (default 1) worker nodes on this
 #                               machine, 1 CPU each, node address 127.0.0.1, free ports, no
 #                               dashboard, no usage stats, Ray's session files under DIR; prints

@@ -6,9 +6,10 @@
 # local cluster of their own (tests/test_ray_executor.py, with scripts/ray.sh) for as long as
 # they run; set DCES_TEST_RAY_ADDRESS to use a cluster of your own instead.
 # Test files run in parallel (pytest-xdist), one file per worker at a time so that a module's
-# server and models load once, the longest first (tests/conftest.py's LONG_FILES): DCES_TEST_WORKERS workers, default one more than the CPU count (part
-# of many tests is waiting on a server process, a browser or the database), capped at 4 (each
-# worker holds the real models, ~1.5 GB).
+# server and models load once, the longest first (tests/conftest.py's LONG_FILES):
+# DCES_TEST_WORKERS workers, default one more than the CPU count (part of many tests is waiting
+# on a server process, a browser or the database), capped at 4 (each worker holds the real
+# models, ~1.5 GB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test

@@ -35,26 +35,25 @@ def embedder():  # type: ignore[no-untyped-def]
 
     return load_embedder()
 
-# The longest test files (a quiet run's --durations), longest first, started first:
+# The longest test files (their --durations sums in bench/results/test-suite.md, the runs of
+# 8a0a23d), longest first, started first:
 # scripts/test.sh runs one file per worker (pytest-xdist, --dist loadfile, in this order with
 # --no-loadscope-reorder; xdist's own order, most tests first, started the longest files last),
 # and a long file handed out last leaves the other workers idle while it runs. Only the order of
 # files changes, never what a test sees.
 LONG_FILES = (
-    "tests/service/test_restart.py",
     "tests/test_ray_executor.py",
-    "tests/service/test_api.py",
-    "tests/service/test_schemathesis.py",
-    "tests/service/test_worker.py",
-    "tests/service/test_migrations.py",
+    "tests/service/test_restart.py",
     "tests/service/test_trainer_example.py",
-    "tests/service/test_tenants.py",
+    "tests/service/test_schemathesis.py",
     "tests/test_embed_backends.py",
+    "tests/service/test_worker.py",
+    "tests/service/test_api.py",
     "tests/service/test_ui.py",
-    "tests/test_cli.py",
-    "tests/test_curator.py",
-    "tests/service/test_replicas.py",
     "tests/service/test_training_callback.py",
+    "tests/service/test_replicas.py",
+    "tests/test_cli.py",
+    "tests/service/test_migrations.py",
 )
 
 

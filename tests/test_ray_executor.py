@@ -35,12 +35,16 @@ def address() -> Iterator[str]:
         return
     # A short path: Ray's sockets live under it, and a socket's path is limited to 107 bytes.
     cluster = tempfile.mkdtemp(prefix="dces-ray-")
-    started = subprocess.run(["bash", str(RAY_SH), "start", cluster], capture_output=True,
-                             text=True, timeout=300)
-    assert started.returncode == 0, started.stderr
-    try:
+    try:  # a start that fails halfway may leave a head node running: stop it too
+        started = subprocess.run(["bash", str(RAY_SH), "start", cluster], capture_output=True,
+                                 text=True, timeout=300)
+        assert started.returncode == 0, started.stderr
         yield started.stdout.split()[-1]
     finally:
+        if "ray" in sys.modules:  # this process's connection, before the cluster goes
+            import ray
+
+            ray.shutdown()
         subprocess.run(["bash", str(RAY_SH), "stop", cluster], timeout=120, check=True)
 
 

@@ -45,12 +45,13 @@ def test_a_database_from_a_newer_dces_is_refused_and_left_alone(tmp_path: Path) 
 @pytest.mark.skipif(cuda_available(), reason="this machine has a GPU: torch is asked about it")
 def test_a_server_without_an_lm_gets_ready_without_torch_transformers_scipy_or_sklearn(
         tmp_path: Path) -> None:
-    """What `dces serve` imports and loads before /readyz (the app, the default models and the
-    warm-up round), in a fresh interpreter: each of these libraries took 0.3-1.7 CPU-s of every
-    start, and the suite starts ~25 servers."""
-    code = ("import sys; import app.server, app.main; from app.settings import Settings; "
-            "from app.worker.models import load_models; "
-            "load_models(Settings(preload_lm=False)); "
+    """What `dces serve` imports and builds before it is ready, in a fresh interpreter: its
+    module, the app (``create_app``: database, stores, routes) and the model loader with its
+    warm-up round. Each of these libraries took 0.3-1.7 CPU-s of every start, and the suite
+    starts ~25 servers."""
+    code = ("import sys; import app.server; from app.main import create_app; "
+            "from app.settings import Settings; from app.worker.models import load_models; "
+            "settings = Settings(); create_app(settings); load_models(settings); "
             "print(sorted({'torch', 'transformers', 'scipy', 'sklearn'} & set(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=DCESServer(tmp_path, preload_lm=False).env(), timeout=120)
