@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import astuple
 from typing import Any, TypeVar
 
+from app.logs import disable_hub_progress_bars
 from app.settings import Settings
 from curation import CurationConfig, Curator
 from curation.config import EmbedConfig
@@ -59,6 +60,7 @@ class EngineModels:
         """Load the default models and curate a tiny warm-up batch: the engine's first call
         imports and initialises libraries while holding the GIL for a while, which must happen
         before /readyz says ready, not while probes are waiting."""
+        disable_hub_progress_bars()  # for every user of the loader, not only `dces serve`
         config = base_config(self.settings)
         if not self.settings.preload_lm:
             config = config.with_overrides({"edit": {"enabled": False},
