@@ -33,7 +33,9 @@ class ReferenceAffinity:
 
     ``n_features`` hash buckets (DSIR's 10,000: enough to separate the n-grams that carry a
     corpus's style, few enough that 1,000 candidates estimate every bucket).
-    Learned state: ``log_ratio_`` (per bucket), ``reference_ngrams_``, ``candidate_ngrams_``.
+    Learned state: ``log_ratio_`` (per bucket), ``reference_log_probs_`` and
+    ``candidate_counts_`` (per bucket: what :mod:`curation.matching` re-weighs),
+    ``reference_ngrams_``, ``candidate_ngrams_``.
     """
 
     def __init__(self, n_features: int = 10_000) -> None:
@@ -48,23 +50,42 @@ class ReferenceAffinity:
         )
 
     def fit(self, reference: Sequence[str], candidates: Sequence[str]) -> ReferenceAffinity:
-        ref_counts = self._counts(reference)
-        cand_counts = self._counts(candidates)
+        ref_counts = self._totals(reference)
+        self.candidate_counts_ = self._totals(candidates)
         self.reference_ngrams_ = int(ref_counts.sum())
-        self.candidate_ngrams_ = int(cand_counts.sum())
-        self.log_ratio_ = _log_probabilities(ref_counts) - _log_probabilities(cand_counts)
+        self.candidate_ngrams_ = int(self.candidate_counts_.sum())
+        self.reference_log_probs_ = _log_probabilities(ref_counts)
+        self.log_ratio_ = self.reference_log_probs_ - _log_probabilities(self.candidate_counts_)
         return self
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         """Each text's mean log ratio over its n-grams (0 for a text without any)."""
-        counts = self._vectorizer.transform(list(texts))
-        totals = np.asarray(counts.sum(axis=1)).ravel()
-        weighted = np.asarray(counts @ self.log_ratio_).ravel()
-        return np.divide(weighted, totals, out=np.zeros(len(totals)), where=totals > 0)
+        counts = self.counts(texts)
+        return self.mean_log_ratio(counts, np.asarray(counts.sum(axis=1)).ravel(),
+                                   self.log_ratio_)
 
-    def _counts(self, texts: Sequence[str]) -> np.ndarray:
+    def divergence(self, texts: Sequence[str]) -> float:
+        """KL(reference || texts) over the hashed n-grams, both add-one smoothed: how far a set
+        of texts (the candidates, a selection) is from saying what the reference says."""
+        log_q = _log_probabilities(self._totals(texts))
+        p = np.exp(self.reference_log_probs_)
+        return float(np.sum(p * (self.reference_log_probs_ - log_q)))
+
+    def counts(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        """Each text's hashed n-gram counts, one row per text."""
         matrix: sparse.csr_matrix = self._vectorizer.transform(list(texts))
-        return np.asarray(matrix.sum(axis=0)).ravel()
+        return matrix
+
+    @staticmethod
+    def mean_log_ratio(counts: sparse.csr_matrix, ngrams: np.ndarray, log_ratio: np.ndarray
+                       ) -> np.ndarray:
+        """Each row's mean of ``log_ratio`` over its ``ngrams`` n-grams (0 for a row without
+        any)."""
+        weighted = np.asarray(counts @ log_ratio).ravel()
+        return np.divide(weighted, ngrams, out=np.zeros(len(ngrams)), where=ngrams > 0)
+
+    def _totals(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.counts(texts).sum(axis=0)).ravel()
 
 
 def _log_probabilities(counts: np.ndarray) -> np.ndarray:

@@ -136,9 +136,10 @@ class ScoreConfig(Section, path="config.score"):
     max_tokens: int = setting(256, Bound(int, 2, 8192))
     batch_size: int = setting(16, Bound(int, 1, 1024))
     # With a reference, the selection ranks the confidence together with the reference affinity
-    # (curation.affinity): 0 is the confidence alone. Equal weight lowered final held-out
-    # perplexity below `ppl_high` in every seed of the collapse benchmark, where the confidence
-    # alone tied it (bench/results/collapse.md, `dces` against `dces_no_match`).
+    # (curation.affinity, re-measured at every step by curation.matching): 0 is the confidence
+    # alone. Equal weight lowered final held-out perplexity below `ppl_high` in every seed of the
+    # collapse benchmark, where the confidence alone tied it (bench/results/collapse.md, `dces`
+    # against `dces_no_match`).
     reference_weight: float = setting(0.5, Bound(float, 0, 1))
 
 

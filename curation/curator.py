@@ -31,6 +31,7 @@ from curation.embed import Embedder, load_embedder
 from curation.executor import Executor, LocalExecutor
 from curation.health import round_health
 from curation.lm import CausalLM, load_causal_lm
+from curation.matching import ReferenceMatching
 from curation.measure import ClusterStats, measure_clusters, near_duplicates_by_cluster
 from curation.quality import degenerate_reason, implausible_cut, outlier_cuts
 from curation.ratio import EdgeRatioPolicy, feedback_signal, validate_feedback
@@ -90,7 +91,8 @@ class _Round:
     # select
     confidence: np.ndarray = field(init=False)  # NaN where unknown (and for degenerate texts)
     affinity: np.ndarray | None = field(init=False)  # to the reference; None without one
-    key: np.ndarray = field(init=False)  # the edge key (curation.select.edge_key); NaN: unknown
+    affinity_model: ReferenceAffinity | None = field(init=False)  # fitted on this round
+    key: np.ndarray = field(init=False)  # the edge key (_edge_key); NaN: unknown
     duplicates: np.ndarray = field(init=False)
     stats: list[ClusterStats] = field(init=False)
     signal: dict[str, float] = field(init=False)
@@ -273,7 +275,7 @@ class Curator:
         r.confidence = np.full(len(r.batch), np.nan)
         scoring = progress.part(0.0, _SCORING_SHARE)
         r.confidence[el] = scorer.score([r.batch[i] for i in el], scoring)
-        self._rank_for_selection(r)
+        self._measure_affinity(r)
         r.duplicates = np.zeros(len(r.batch), dtype=bool)
         r.duplicates[el] = near_duplicates_by_cluster(
             r.cands.vectors[el], r.labels[el], r.distances[el], k,
@@ -305,8 +307,9 @@ class Curator:
             r.ref_labels,
         )
         r.pools, r.taken = self._select(r, r.budget - len(r.replay.rows))
-        if r.affinity is not None:
+        if r.affinity_model is not None and r.affinity is not None:
             r.scores["affinity"] = _affinity_report(r.affinity, r.pools)
+            r.scores["matching"]["kl_to_reference"] = _divergence_report(r, r.affinity_model)
 
     def _edit(self, r: _Round, progress: _StageProgress) -> None:
         """Edit the selected centers' texts (edges are kept as they came)."""
@@ -446,23 +449,34 @@ class Curator:
             (lambda: self.lm) if cfg.lm_fallback else None, cfg.max_tokens, cfg.batch_size
         )
 
-    def _rank_for_selection(self, r: _Round) -> None:
-        """The edge key of every eligible candidate: its confidence, ranked together with its
-        affinity to the reference when the round has one and the confidence is known (NaN for
-        the others)."""
+    def _measure_affinity(self, r: _Round) -> None:
+        """Every eligible candidate's affinity to the reference, when the round has one, the
+        affinity has weight and the confidence is known (NaN for the others; None without)."""
         el = r.cands.eligible
-        weight = self.config.score.reference_weight
-        r.affinity = None
-        if weight > 0 and len(r.ref.eligible) and len(el) and np.isfinite(r.confidence[el]).all():
-            affinity = ReferenceAffinity().fit(
+        r.affinity = r.affinity_model = None
+        if (self.config.score.reference_weight > 0 and len(r.ref.eligible) and len(el)
+                and np.isfinite(r.confidence[el]).all()):
+            r.affinity_model = ReferenceAffinity().fit(
                 [r.ref.samples[i].text for i in r.ref.eligible],
                 [r.batch[i].text for i in el],
             )
             r.affinity = np.full(len(r.batch), np.nan)
-            r.affinity[el] = affinity.score([r.batch[i].text for i in el])
-        r.key = np.full(len(r.batch), np.nan)
-        r.key[el] = edge_key(r.confidence[el],
-                             None if r.affinity is None else r.affinity[el], weight)
+            r.affinity[el] = r.affinity_model.score([r.batch[i].text for i in el])
+
+    def _edge_key(self, r: _Round, selectable: np.ndarray, budget: int) -> np.ndarray:
+        """The edge key of every eligible candidate (NaN for the others): its confidence, or,
+        with a reference, its place in the greedy reference matching over the selectable."""
+        el = r.cands.eligible
+        key = np.full(len(r.batch), np.nan)
+        if r.affinity_model is None:
+            key[el] = edge_key(r.confidence[el], None, 0.0)
+            return key
+        matching = ReferenceMatching(self.config.score.reference_weight, budget)
+        key[el] = matching.key(r.affinity_model, [r.batch[i].text for i in el],
+                               r.confidence[el], np.isin(el, selectable))
+        r.scores["matching"] = {"steps": matching.steps_, "per_step": matching.per_step_,
+                                "kappa": round(matching.kappa_, 4)}
+        return key
 
     def _select(self, r: _Round, budget: int) -> tuple[list[ClusterPool], np.ndarray]:
         """Reject near-duplicates, outliers and implausible texts, then fill every cluster's
@@ -479,12 +493,13 @@ class Curator:
                 reasons[int(i)] = "outlier"
             elif r.confidence[i] < low:
                 reasons[int(i)] = "implausible"
+        selectable = np.array([i for i in el if int(i) not in reasons], dtype=np.int64)
+        r.key = self._edge_key(r, selectable, budget)
         pools = [
             ClusterPool(el[r.labels[el] == c], r.distances, r.key, reasons, r.ratios[c].ratio)
             for c in range(k)
         ]
         alloc = self.config.allocation
-        selectable = np.array([i for i in el if int(i) not in reasons], dtype=np.int64)
         weights = allocation_weights(
             np.array([s.share for s in r.stats]),
             np.array([s.reference_share for s in r.stats]) if r.refs else None,
@@ -508,6 +523,18 @@ def _affinity_report(affinity: np.ndarray, pools: list[ClusterPool]) -> dict[str
     return {
         "candidates": round(float(known.mean()), 4) if len(known) else 0.0,
         "selected": round(float(affinity[chosen].mean()), 4) if chosen else 0.0,
+    }
+
+
+def _divergence_report(r: _Round, model: ReferenceAffinity) -> dict[str, float]:
+    """KL(reference || texts) over hashed n-grams of the selection and of as many candidates
+    drawn at random: the KL of a set depends on its size, so the selection is compared with a
+    random pick of its own size, not with the whole pool."""
+    chosen = [i for p in r.pools for i in (*p.centers, *p.edges)]
+    drawn = np.random.default_rng(r.seed).choice(r.cands.eligible, len(chosen), replace=False)
+    return {
+        "selected": round(model.divergence([r.batch[i].text for i in chosen]), 4),
+        "random": round(model.divergence([r.batch[i].text for i in drawn]), 4),
     }
 
 

@@ -4,8 +4,9 @@ Two orders over the same selectable members. **Centers** are representative: the
 by distance to the centroid and by surprise (low mean token log-probability under the generator),
 best mean rank first. **Edges** are diverse and surprising: the least confident first (the
 farthest first when no confidence is known). With a reference, "surprise" is the mean of the
-confidence's rank and the reference affinity's (:func:`edge_key`): surprising *and* real-like.
-The surprising tail is exactly what top-p sampling
+confidence's rank and the reference affinity's (:func:`edge_key`): surprising *and* real-like,
+re-measured after every choice by :mod:`curation.matching`. The surprising tail is exactly what
+top-p sampling
 removes each generation, and keeping it is what slowed collapse on the benchmark (`ppl_high` beat
 random by a third); centers chosen for *confidence*, as the design first had it, cost held-out
 perplexity (561 vs 543 final, 3 seeds, bench/results/collapse-explore1.md), and selecting toward

@@ -228,7 +228,9 @@ class RoundResult:
     timings: dict[str, float]
     # Where confidence came from ("generator", "lm" or "none"), the implausibility cut, the
     # weight of the reference affinity in the selection's order (None: not used) and, when used,
-    # the mean affinity of the candidates and of the selection.
+    # the mean affinity of the candidates and of the selection and the reference matching's
+    # figures (curation.matching), with the n-gram KL to the reference of the selection and of
+    # a random pick of its size.
     scores: dict[str, Any] = field(default_factory=dict)
     # Reference exemplars of lost clusters (role "replay"), part of the budget.
     replay: list[SampleDecision] = field(default_factory=list)

@@ -195,6 +195,8 @@ def test_with_a_reference_edges_are_surprising_and_real_like(
     assert len(taken(alone)) > 2 * len(taken(matched))
     assert matched.scores["reference_weight"] == 0.5
     assert matched.scores["affinity"]["selected"] > matched.scores["affinity"]["candidates"]
+    kl = matched.scores["matching"]["kl_to_reference"]
+    assert kl["selected"] < kl["random"]  # it says more of what real text says than chance
     assert alone.scores["reference_weight"] is None and "affinity" not in alone.scores
     plain, _ = curator.curate(pool, 150)  # no reference: the confidence alone
     assert plain.scores["reference_weight"] is None

@@ -303,7 +303,10 @@ class RoundOut(BaseModel):
         description="Where confidence came from ('generator', 'lm' or 'none'), the "
                     "'implausible_below' cut, the 'reference_weight' the selection ranked the "
                     "reference affinity with (null when it did not) and, then, the mean "
-                    "'affinity' of the candidates and of the selection.")
+                    "'affinity' of the candidates and of the selection and the greedy "
+                    "reference 'matching' (its steps, candidates per step, kappa, and "
+                    "'kl_to_reference' of the selection and of as many candidates drawn at "
+                    "random, over hashed n-grams).")
     timings: dict[str, float]
 
 

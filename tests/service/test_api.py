@@ -206,11 +206,14 @@ def test_with_a_reference_the_round_reports_its_affinity(http: httpx.Client,
                        json={"samples": samples, "budget": 20}).json()["scores"]
     assert scores["source"] == "generator" and scores["reference_weight"] == 0.5
     assert set(scores["affinity"]) == {"candidates", "selected"}
+    assert scores["matching"]["steps"] == 20 and scores["matching"]["per_step"] == 1
+    assert set(scores["matching"]["kl_to_reference"]) == {"selected", "random"}
     off = new_run(http, score={"lm_fallback": False, "reference_weight": 0.0})
     http.post(f"/v1/runs/{off}/reference", json={"samples": fortunes[200:400]})
     scores = http.post(f"/v1/runs/{off}/rounds",
                        json={"samples": samples, "budget": 20}).json()["scores"]
     assert scores["reference_weight"] is None and "affinity" not in scores
+    assert "matching" not in scores
 
 
 def test_body_limit_is_413_without_reading_the_body(http: httpx.Client,

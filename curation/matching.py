@@ -1,0 +1,95 @@
+"""Reference matching: the edge key of a round with a reference, chosen one step at a time.
+
+The static affinity (:mod:`curation.affinity`) scores every candidate against the same two
+n-gram models, so forty candidates sharing a phrase that the generator under-says all score high
+and all are taken, and the next generation over-says it. Here the key is built greedily, as a
+step of matching the selection's n-gram distribution to the reference's: each step takes the
+candidate with the lowest :func:`curation.select.edge_key` (its confidence's rank mixed with its
+affinity's), then counts what it took into the candidates' model, so an n-gram the selection
+already has is worth less to the next step. What has been taken counts ``kappa`` times (the
+pool's n-grams over the budget's expected n-grams): by the last step the selection weighs as
+much as the whole pool did at the first.
+
+On the collapse benchmark (fortunes, 3 seeds, bench/results/collapse.md) this lowered final
+held-out perplexity in every seed against the static affinity (474/539/464 against 494/543/481)
+and raised the last generation's bigram diversity (distinct-2 0.808 against 0.791; at 1,000
+bigrams 0.941 against 0.933, real text 0.943).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from curation.affinity import ReferenceAffinity
+from curation.select import edge_key
+
+if TYPE_CHECKING:
+    from scipy import sparse
+
+# Above this many steps, each step takes several candidates: a step costs one pass over the
+# candidates' n-grams, and a 30,000-sample budget does not need 30,000 of them.
+MAX_STEPS = 512
+
+
+class ReferenceMatching:
+    """Greedy order of the candidates; ``weight`` is the affinity's share of the key
+    (:func:`curation.select.edge_key`), ``budget`` how many the round will take.
+
+    Learned state: ``steps_`` (greedy steps taken), ``per_step_`` (candidates per step),
+    ``kappa_`` (the weight of what was taken against the pool's own n-grams).
+    """
+
+    def __init__(self, weight: float, budget: int, max_steps: int = MAX_STEPS) -> None:
+        self.weight = weight
+        self.budget = budget
+        self.max_steps = max_steps
+
+    def key(
+        self,
+        affinity: ReferenceAffinity,
+        texts: Sequence[str],
+        confidence: np.ndarray,
+        allowed: np.ndarray,
+    ) -> np.ndarray:
+        """Every text's position in the greedy order as a fraction of the round, lowest first;
+        only ``allowed`` texts (a boolean mask) are taken, the others follow all of them.
+        ``affinity`` is fitted on the reference and on these ``texts``."""
+        n = len(texts)
+        counts = affinity.counts(texts)
+        ngrams = np.asarray(counts.sum(axis=1)).ravel()
+        pool = affinity.candidate_counts_ + 1.0
+        per_text = float(ngrams[allowed].mean()) if allowed.any() else 0.0
+        take = min(self.budget, int(allowed.sum()))
+        self.kappa_ = float(pool.sum()) / max(take * per_text, 1.0)
+        self.per_step_ = max(1, math.ceil(take / self.max_steps))
+        taken = np.zeros(pool.shape, dtype=np.float64)
+        position = np.full(n, np.inf)
+        open_ = allowed.copy()
+        self.steps_ = 0
+        placed = 0
+        while placed < take:
+            mix = self._mix(affinity, counts, ngrams, pool + self.kappa_ * taken, confidence)
+            mix[~open_] = np.inf
+            chosen = np.argsort(mix, kind="stable")[: min(self.per_step_, take - placed)]
+            position[chosen] = placed + np.arange(len(chosen))
+            open_[chosen] = False
+            taken += np.asarray(counts[chosen].sum(axis=0)).ravel()
+            placed += len(chosen)
+            self.steps_ += 1
+        rest = np.flatnonzero(~np.isfinite(position))
+        if len(rest):  # the others by their last mix, the ones not allowed last of all
+            mix = self._mix(affinity, counts, ngrams, pool + self.kappa_ * taken, confidence)
+            order = rest[np.lexsort((mix[rest], ~allowed[rest]))]
+            position[order] = placed + np.arange(len(order))
+        return position / max(n - 1, 1)
+
+    def _mix(self, affinity: ReferenceAffinity, counts: sparse.csr_matrix, ngrams: np.ndarray,
+             pool: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+        """The edge key of every text with the affinity measured against ``pool``."""
+        log_ratio = affinity.reference_log_probs_ - np.log(pool / pool.sum())
+        current = affinity.mean_log_ratio(counts, ngrams, log_ratio)
+        return edge_key(confidence, current, self.weight)
