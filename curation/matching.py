@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from scipy import sparse
 
 # Above this many steps, each step takes several candidates: a step costs one pass over the
-# candidates' n-grams, and a 30,000-sample budget does not need 30,000 of them.
+# candidates' n-grams, and a 30,000-sample budget does not need 30,000 of them. Measured on the
+# 2-core machine next to a benchmark: 1,200 candidates / budget 400 in 0.23 s, 10,000 / 3,000 in
+# 2.6 s, 50,000 / 15,000 in 14.6 s (embedding 50,000 texts takes ~225 s there).
 MAX_STEPS = 512
 
 
