@@ -35,7 +35,8 @@ class ReferenceAffinity:
     corpus's style, few enough that 1,000 candidates estimate every bucket).
     Learned state: ``log_ratio_`` (per bucket), ``reference_log_probs_`` and
     ``candidate_counts_`` (per bucket: what :mod:`curation.matching` re-weighs),
-    ``reference_ngrams_``, ``candidate_ngrams_``.
+    ``candidate_rows_`` (each candidate's counts, hashed once per round for the scores, the
+    matching and the divergence report), ``reference_ngrams_``, ``candidate_ngrams_``.
     """
 
     def __init__(self, n_features: int = 10_000) -> None:
@@ -51,7 +52,8 @@ class ReferenceAffinity:
 
     def fit(self, reference: Sequence[str], candidates: Sequence[str]) -> ReferenceAffinity:
         ref_counts = self._totals(reference)
-        self.candidate_counts_ = self._totals(candidates)
+        self.candidate_rows_ = self.counts(candidates)
+        self.candidate_counts_ = np.asarray(self.candidate_rows_.sum(axis=0)).ravel()
         self.reference_ngrams_ = int(ref_counts.sum())
         self.candidate_ngrams_ = int(self.candidate_counts_.sum())
         self.reference_log_probs_ = _log_probabilities(ref_counts)
@@ -60,16 +62,19 @@ class ReferenceAffinity:
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         """Each text's mean log ratio over its n-grams (0 for a text without any)."""
-        counts = self.counts(texts)
-        return self.mean_log_ratio(counts, np.asarray(counts.sum(axis=1)).ravel(),
-                                   self.log_ratio_)
+        return self._score_rows(self.counts(texts))
 
-    def divergence(self, texts: Sequence[str]) -> float:
-        """KL(reference || texts) over the hashed n-grams, both add-one smoothed: how far a set
-        of texts (the candidates, a selection) is from saying what the reference says."""
-        log_q = _log_probabilities(self._totals(texts))
+    def candidate_scores(self) -> np.ndarray:
+        """:meth:`score` of the fitted candidates, from their stored counts."""
+        return self._score_rows(self.candidate_rows_)
+
+    def divergence(self, positions: np.ndarray) -> float:
+        """KL(reference || the fitted candidates at ``positions``) over the hashed n-grams, both
+        add-one smoothed: how far a set of them (a selection, a random pick) is from saying what
+        the reference says."""
+        totals = np.asarray(self.candidate_rows_[positions].sum(axis=0)).ravel()
         p = np.exp(self.reference_log_probs_)
-        return float(np.sum(p * (self.reference_log_probs_ - log_q)))
+        return float(np.sum(p * (self.reference_log_probs_ - _log_probabilities(totals))))
 
     def counts(self, texts: Sequence[str]) -> sparse.csr_matrix:
         """Each text's hashed n-gram counts, one row per text."""
@@ -83,6 +88,10 @@ class ReferenceAffinity:
         any)."""
         weighted = np.asarray(counts @ log_ratio).ravel()
         return np.divide(weighted, ngrams, out=np.zeros(len(ngrams)), where=ngrams > 0)
+
+    def _score_rows(self, counts: sparse.csr_matrix) -> np.ndarray:
+        return self.mean_log_ratio(counts, np.asarray(counts.sum(axis=1)).ravel(),
+                                   self.log_ratio_)
 
     def _totals(self, texts: Sequence[str]) -> np.ndarray:
         return np.asarray(self.counts(texts).sum(axis=0)).ravel()

@@ -461,7 +461,7 @@ class Curator:
                 [r.batch[i].text for i in el],
             )
             r.affinity = np.full(len(r.batch), np.nan)
-            r.affinity[el] = r.affinity_model.score([r.batch[i].text for i in el])
+            r.affinity[el] = r.affinity_model.candidate_scores()
 
     def _edge_key(self, r: _Round, selectable: np.ndarray, budget: int) -> np.ndarray:
         """The edge key of every eligible candidate (NaN for the others): its confidence, or,
@@ -472,8 +472,7 @@ class Curator:
             key[el] = edge_key(r.confidence[el], None, 0.0)
             return key
         matching = ReferenceMatching(self.config.score.reference_weight, budget)
-        key[el] = matching.key(r.affinity_model, [r.batch[i].text for i in el],
-                               r.confidence[el], np.isin(el, selectable))
+        key[el] = matching.key(r.affinity_model, r.confidence[el], np.isin(el, selectable))
         r.scores["matching"] = {"steps": matching.steps_, "per_step": matching.per_step_,
                                 "kappa": round(matching.kappa_, 4)}
         return key
@@ -530,11 +529,12 @@ def _divergence_report(r: _Round, model: ReferenceAffinity) -> dict[str, float]:
     """KL(reference || texts) over hashed n-grams of the selection and of as many candidates
     drawn at random: the KL of a set depends on its size, so the selection is compared with a
     random pick of its own size, not with the whole pool."""
+    el = r.cands.eligible  # the candidates ``model`` was fitted on, in this order
     chosen = [i for p in r.pools for i in (*p.centers, *p.edges)]
-    drawn = np.random.default_rng(r.seed).choice(r.cands.eligible, len(chosen), replace=False)
+    drawn = np.random.default_rng(r.seed).choice(el, len(chosen), replace=False)
     return {
-        "selected": round(model.divergence([r.batch[i].text for i in chosen]), 4),
-        "random": round(model.divergence([r.batch[i].text for i in drawn]), 4),
+        "selected": round(model.divergence(np.searchsorted(el, chosen)), 4),
+        "random": round(model.divergence(np.searchsorted(el, drawn)), 4),
     }
 
 

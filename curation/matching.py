@@ -19,7 +19,6 @@ bigrams 0.944 against 0.933, real text 0.943); it lowered tail coverage (0.34 ag
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,15 +52,16 @@ class ReferenceMatching:
     def key(
         self,
         affinity: ReferenceAffinity,
-        texts: Sequence[str],
         confidence: np.ndarray,
         allowed: np.ndarray,
     ) -> np.ndarray:
-        """Every text's position in the greedy order as a fraction of the round, lowest first;
-        only ``allowed`` texts (a boolean mask) are taken, the others follow all of them.
-        ``affinity`` is fitted on the reference and on these ``texts``."""
-        n = len(texts)
-        counts = affinity.counts(texts)
+        """Every candidate's position in the greedy order as a fraction of the round, lowest
+        first; only ``allowed`` candidates (a boolean mask) are taken, the others follow all of
+        them. ``affinity`` is fitted on the reference and on the candidates, in this order."""
+        counts = affinity.candidate_rows_
+        n = counts.shape[0]
+        if not np.isfinite(confidence[allowed]).all():
+            raise ValueError("confidence: every allowed candidate needs a finite confidence")
         ngrams = np.asarray(counts.sum(axis=1)).ravel()
         pool = affinity.candidate_counts_ + 1.0
         per_text = float(ngrams[allowed].mean()) if allowed.any() else 0.0
@@ -76,7 +76,7 @@ class ReferenceMatching:
         while placed < take:
             mix = self._mix(affinity, counts, ngrams, pool + self.kappa_ * taken, confidence)
             mix[~open_] = np.inf
-            chosen = np.argsort(mix, kind="stable")[: min(self.per_step_, take - placed)]
+            chosen = _lowest(mix, min(self.per_step_, take - placed))
             position[chosen] = placed + np.arange(len(chosen))
             open_[chosen] = False
             taken += np.asarray(counts[chosen].sum(axis=0)).ravel()
@@ -95,3 +95,13 @@ class ReferenceMatching:
         log_ratio = affinity.reference_log_probs_ - np.log(pool / pool.sum())
         current = affinity.mean_log_ratio(counts, ngrams, log_ratio)
         return edge_key(confidence, current, self.weight)
+
+
+def _lowest(values: np.ndarray, m: int) -> np.ndarray:
+    """The positions of the ``m`` lowest ``values``, as the first ``m`` of a stable argsort
+    (ties by position) but without sorting all of them: a step needs a few of n."""
+    if m >= len(values):
+        return np.argsort(values, kind="stable")
+    bound = values[np.argpartition(values, m - 1)[m - 1]]
+    within = np.flatnonzero(values <= bound)
+    return within[np.argsort(values[within], kind="stable")][:m]

@@ -24,6 +24,17 @@ def test_real_text_is_closer_to_the_reference_than_an_overused_phrase(fortunes: 
     assert scores[-1] < float(scores[:-1].min()) < float(np.median(scores[:-1]))
     assert affinity.reference_ngrams_ > affinity.candidate_ngrams_ > 0
     assert affinity.log_ratio_.shape == (affinity.n_features,)
+    # The candidates' own scores come from the counts hashed at fit time.
+    assert np.array_equal(affinity.candidate_scores(), affinity.score(candidates))
+
+
+def test_divergence_is_lower_for_real_text_than_for_a_repeated_phrase(fortunes: list[dict]
+                                                                      ) -> None:
+    texts = [f["text"] for f in fortunes]
+    candidates = texts[1000:1200] + [OVERUSED] * 200
+    affinity = ReferenceAffinity().fit(texts[:1000], candidates)
+    real, repeated = np.arange(200), np.arange(200, 400)
+    assert affinity.divergence(real) < affinity.divergence(repeated)
 
 
 def test_a_text_without_words_scores_zero(fortunes: list[dict]) -> None:

@@ -4,6 +4,7 @@ repeated phrase is a real one that the reference says often."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from curation.affinity import ReferenceAffinity
 from curation.matching import ReferenceMatching
@@ -32,7 +33,7 @@ def test_matching_takes_fewer_copies_of_a_phrase_than_the_static_affinity(
     # The affinity alone (weight 1): the confidence would blur what is measured here.
     static = edge_key(confidence, affinity.score(candidates), 1.0)
     matching = ReferenceMatching(1.0, 60)
-    key = matching.key(affinity, candidates, confidence, np.ones(len(candidates), dtype=bool))
+    key = matching.key(affinity, confidence, np.ones(len(candidates), dtype=bool))
     static_taken = int(repeats[np.argsort(static)[:60]].sum())
     matched_taken = int(repeats[np.argsort(key)[:60]].sum())
     # The reference ends a fifth of its texts with the phrase (12 of 60): the static key takes
@@ -43,7 +44,7 @@ def test_matching_takes_fewer_copies_of_a_phrase_than_the_static_affinity(
     assert int(np.argmin(key)) == int(np.argmin(static))
     assert matching.steps_ == 60 and matching.per_step_ == 1 and matching.kappa_ > 1.0
     # With the confidence in the key (the default weight), matching still takes fewer.
-    mixed = ReferenceMatching(0.5, 60).key(affinity, candidates, confidence,
+    mixed = ReferenceMatching(0.5, 60).key(affinity, confidence,
                                           np.ones(len(candidates), dtype=bool))
     mixed_static = edge_key(confidence, affinity.score(candidates), 0.5)
     assert repeats[np.argsort(mixed)[:60]].sum() < repeats[np.argsort(mixed_static)[:60]].sum()
@@ -55,7 +56,7 @@ def test_the_key_orders_every_candidate_and_puts_the_rejected_last(fortunes: lis
     affinity = ReferenceAffinity().fit(reference, candidates)
     allowed = np.ones(len(candidates), dtype=bool)
     allowed[::3] = False
-    key = ReferenceMatching(0.5, 50).key(affinity, candidates, confidence, allowed)
+    key = ReferenceMatching(0.5, 50).key(affinity, confidence, allowed)
     assert sorted(key.tolist()) == [i / (len(candidates) - 1) for i in range(len(candidates))]
     assert key[allowed].max() < key[~allowed].min()
 
@@ -64,6 +65,17 @@ def test_a_large_budget_takes_several_candidates_a_step(fortunes: list[dict]) ->
     reference, candidates, confidence, _ = _round(fortunes)
     affinity = ReferenceAffinity().fit(reference, candidates)
     matching = ReferenceMatching(0.5, 100, max_steps=8)
-    key = matching.key(affinity, candidates, confidence, np.ones(len(candidates), dtype=bool))
+    key = matching.key(affinity, confidence, np.ones(len(candidates), dtype=bool))
     assert matching.per_step_ == 13 and matching.steps_ == 8
     assert len(np.unique(key)) == len(candidates)
+
+
+def test_an_unknown_confidence_is_refused(fortunes: list[dict]) -> None:
+    reference, candidates, confidence, _ = _round(fortunes)
+    affinity = ReferenceAffinity().fit(reference, candidates)
+    confidence[3] = np.nan
+    allowed = np.ones(len(candidates), dtype=bool)
+    with pytest.raises(ValueError, match="confidence: every allowed candidate"):
+        ReferenceMatching(0.5, 50).key(affinity, confidence, allowed)
+    allowed[3] = False  # a rejected candidate's confidence is never read
+    assert len(ReferenceMatching(0.5, 50).key(affinity, confidence, allowed)) == len(candidates)
