@@ -24,15 +24,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from curation.affinity import ReferenceAffinity
-from curation.select import edge_key
+from curation.select import ranked_edge_key, ranks
 
 if TYPE_CHECKING:
     from scipy import sparse
 
 # Above this many steps, each step takes several candidates: a step costs one pass over the
-# candidates' n-grams, and a 30,000-sample budget does not need 30,000 of them. Measured on the
-# 2-core machine next to a benchmark: 1,200 candidates / budget 400 in 0.23 s, 10,000 / 3,000 in
-# 2.6 s, 50,000 / 15,000 in 14.6 s (embedding 50,000 texts takes ~225 s there).
+# candidates' n-grams and one ranking of them, and a 30,000-sample budget does not need 30,000
+# of them. bench/matching_scale.md: the order costs 1.05x hashing the round's texts at 1,200
+# candidates, 2.2x at 10,000 and 4.3x at 50,000 (4.9 s on the 2-core machine, where embedding
+# 50,000 texts takes ~225 s).
 MAX_STEPS = 512
 
 
@@ -68,13 +69,14 @@ class ReferenceMatching:
         take = min(self.budget, int(allowed.sum()))
         self.kappa_ = float(pool.sum()) / max(take * per_text, 1.0)
         self.per_step_ = max(1, math.ceil(take / self.max_steps))
+        confidence_ranks = ranks(confidence)
         taken = np.zeros(pool.shape, dtype=np.float64)
         position = np.full(n, np.inf)
         open_ = allowed.copy()
         self.steps_ = 0
         placed = 0
         while placed < take:
-            mix = self._mix(affinity, counts, ngrams, pool + self.kappa_ * taken, confidence)
+            mix = self._mix(affinity, counts, ngrams, pool + self.kappa_ * taken, confidence_ranks)
             mix[~open_] = np.inf
             chosen = _lowest(mix, min(self.per_step_, take - placed))
             position[chosen] = placed + np.arange(len(chosen))
@@ -84,17 +86,17 @@ class ReferenceMatching:
             self.steps_ += 1
         rest = np.flatnonzero(~np.isfinite(position))
         if len(rest):  # the others by their last mix, the ones not allowed last of all
-            mix = self._mix(affinity, counts, ngrams, pool + self.kappa_ * taken, confidence)
+            mix = self._mix(affinity, counts, ngrams, pool + self.kappa_ * taken, confidence_ranks)
             order = rest[np.lexsort((mix[rest], ~allowed[rest]))]
             position[order] = placed + np.arange(len(order))
         return position / max(n - 1, 1)
 
     def _mix(self, affinity: ReferenceAffinity, counts: sparse.csr_matrix, ngrams: np.ndarray,
-             pool: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+             pool: np.ndarray, confidence_ranks: np.ndarray) -> np.ndarray:
         """The edge key of every text with the affinity measured against ``pool``."""
         log_ratio = affinity.reference_log_probs_ - np.log(pool / pool.sum())
         current = affinity.mean_log_ratio(counts, ngrams, log_ratio)
-        return edge_key(confidence, current, self.weight)
+        return ranked_edge_key(confidence_ranks, current, self.weight)
 
 
 def _lowest(values: np.ndarray, m: int) -> np.ndarray:

@@ -83,7 +83,7 @@ def _center_order(distances: np.ndarray, key: np.ndarray) -> np.ndarray:
     alone when the key is unknown); ties by distance."""
     if np.isnan(key).any():
         return np.argsort(distances, kind="stable")
-    combined = _ranks(distances) + _ranks(key)
+    combined = ranks(distances) + ranks(key)
     return np.lexsort((distances, combined))
 
 
@@ -108,11 +108,19 @@ def edge_key(confidence: np.ndarray, affinity: np.ndarray | None, weight: float)
         return confidence
     if np.isnan(confidence).any():
         return np.full(len(confidence), np.nan)
-    mixed = (1.0 - weight) * _ranks(confidence) + weight * _ranks(-affinity)
-    return mixed / max(len(confidence) - 1, 1)
+    return ranked_edge_key(ranks(confidence), affinity, weight)
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
+def ranked_edge_key(confidence_ranks: np.ndarray, affinity: np.ndarray, weight: float
+                    ) -> np.ndarray:
+    """:func:`edge_key` from the confidence's :func:`ranks`: a caller that re-measures the
+    affinity at every step (:mod:`curation.matching`) ranks the confidence once."""
+    mixed = (1.0 - weight) * confidence_ranks + weight * ranks(-affinity)
+    return mixed / max(len(confidence_ranks) - 1, 1)
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """Each value's place in ascending order (ties by position), from 0."""
     ranks = np.empty(len(values), dtype=np.float64)
     ranks[np.argsort(values, kind="stable")] = np.arange(len(values))
     return ranks
