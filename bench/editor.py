@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from bench.corpora import load_fortunes
-from bench.engine import machine
+from bench.machine import machine
 from curation import CurationConfig, Curator
 from curation.config import EditConfig
 from curation.edit import EditedText, TokenEditor

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -32,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
 from bench.corpora import load_fortunes
+from bench.machine import machine as shared_machine
 from curation import CurationConfig, Curator
 from curation.embed import Embedder, load_embedder
 from curation.lm import cpu_has_native_bf16
@@ -49,29 +48,11 @@ CHUNK = 250
 
 
 def machine() -> dict[str, Any]:
-    flags: set[str] = set()
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name") and model in ("", platform.machine()):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
+    """The shared description (:mod:`bench.machine`) with what decides the embedder's speed."""
     import onnxruntime
 
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "simd": [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16",
-                             "amx_bf16") if f in flags],
-        "native_bf16": cpu_has_native_bf16(),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
-    }
+    return {**shared_machine(), "native_bf16": cpu_has_native_bf16(),
+            "onnxruntime": onnxruntime.__version__}
 
 
 def first_start(backend: str) -> dict[str, float]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 
 from bench.corpora import load_fortunes
+from bench.machine import machine
 from curation import CurationConfig, Curator
 from curation.embed import Embedder, load_embedder
 from curation.lm import load_causal_lm
@@ -149,17 +149,6 @@ def rss_mib(field: str) -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     raise KeyError(field)
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
 
 
 def main() -> None:

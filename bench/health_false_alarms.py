@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import shlex
 import sys
@@ -29,6 +27,7 @@ from typing import Any
 
 from bench.collapse.data import load_corpus
 from bench.corpora import Fortune
+from bench.machine import machine
 from curation import CurationConfig, Curator
 from curation.embed import load_embedder
 
@@ -164,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                                *(argv if argv is not None else sys.argv[1:])]),
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "seconds": time.perf_counter() - start,
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "machine": machine(),
         "setup": {"corpora": args.corpus, "seeds": args.seeds, "sizes": args.sizes,
                   "rounds": args.rounds, "reference": args.reference,
                   "config": CurationConfig.from_dict(NO_LM).to_dict()},

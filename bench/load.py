@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -33,6 +31,7 @@ import httpx
 
 from bench.collapse.service import dces_service
 from bench.corpora import load_fortunes
+from bench.machine import machine
 
 RESULTS = Path(__file__).parent / "results"
 NO_LM = {"edit": {"enabled": False}, "score": {"lm_fallback": False}}
@@ -192,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": shlex.join(["python", "-m", "bench.load",
                                *(argv if argv is not None else sys.argv[1:])]),
         "when": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "machine": machine(),
         "setup": {"seconds": args.seconds, "samples": args.samples, "budget": args.budget},
         "scenarios": scenarios,
     }

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from bench.corpora import load_wordnet
-from bench.service import machine
+from bench.machine import machine
 from curation.affinity import ReferenceAffinity
 from curation.matching import ReferenceMatching
 

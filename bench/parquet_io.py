@@ -37,7 +37,8 @@ import pyarrow.parquet as pq
 
 from app.formats import Format, read_input, stage_output
 from app.formats.atomic import AtomicFiles
-from bench.engine import machine, rss_mib
+from bench.engine import rss_mib
+from bench.machine import machine
 from curation import SampleDecision
 from curation.records import Fields, decision_values
 

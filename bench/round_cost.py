@@ -49,7 +49,7 @@ from bench.collapse.model import load_model, quiet_transformers
 from bench.collapse.prepare import prepare
 from bench.collapse.service import dces_service
 from bench.collapse.strategies import Embed, Pool, SemDeDupStrategy, round_samples
-from bench.service import machine
+from bench.machine import machine
 from curation.curator import Curator
 from curation.embed import load_embedder
 from curation.state import RunState

@@ -25,10 +25,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as app.server sets it, before torch loads
 
 import argparse
-import contextlib
 import gc
 import json
-import platform
 import random
 import statistics
 import subprocess
@@ -43,6 +41,7 @@ from app.settings import Settings
 from app.worker.models import EngineModels, base_config
 from bench.collapse.service import free_port
 from bench.corpora import load_fortunes
+from bench.machine import machine
 from dces_client import DCESClient
 
 RESULTS = Path(__file__).parent / "results"
@@ -107,18 +106,6 @@ def time_engine(samples: list[dict[str, Any]], reference: list[dict[str, Any]], 
     worker.start()
     worker.join()
     return out
-
-
-def machine() -> dict[str, Any]:
-    import torch
-
-    cpu = platform.processor() or ""
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
-                   .splitlines() if line.startswith("model name"))
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": torch.cuda.is_available(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "load_average_at_start": os.getloadavg()}
 
 
 def main() -> None:

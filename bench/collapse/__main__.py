@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import shlex
 import signal
 import sys
@@ -21,7 +20,6 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -42,6 +40,7 @@ from bench.collapse.prepare import prepare
 from bench.collapse.report import write
 from bench.collapse.runner import run_all, total_steps
 from bench.collapse.service import Service, dces_service
+from bench.machine import machine
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -74,13 +73,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--name", help="file name stem (default: collapse[-quick][-<regimes>] "
                                   "unless the regime is replace alone)")
     return p.parse_args(argv)
-
-
-def machine() -> dict[str, Any]:
-    import torch
-
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__}
 
 
 def _stop(signum: int, _frame: object) -> None:

@@ -291,7 +291,7 @@ def markdown(results: dict[str, Any]) -> str:
     out = [
         f"# Collapse benchmark — {', '.join(cfg['regimes'])}",
         "",
-        f"`{results['command']}` — {results['when']}, {results['machine']['cores']} cores, "
+        f"`{results['command']}` — {results['when']}, {_machine(results['machine'])}, "
         f"{results['seconds'] / 60:.1f} min.",
         *(["", f"> {results['note']}"] if results.get("note") else []),
         "",
@@ -404,3 +404,10 @@ if __name__ == "__main__":
                      "Markdown and PNGs beside each JSON)")
         for written in rerender(Path(arg)):
             print(f"wrote {written}")
+
+
+def _machine(m: dict[str, Any]) -> str:
+    """Cores, and the CPU where it was recorded: training's floating point differs between CPUs,
+    so the same seeds follow other trajectories on another one."""
+    cpu = f" ({m['cpu']}; {', '.join(m['simd']) or 'no AVX'})" if "simd" in m else ""
+    return f"{m['cores']} cores{cpu}"
