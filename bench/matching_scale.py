@@ -7,11 +7,15 @@ candidates × steps rather than with candidates: each of its at most 512 steps r
 candidate's affinity. This bench times it alone, at the benchmark's size and at the sizes a
 shared service sees, with the budget a third of the pool (the collapse benchmark's 1,200 → 400).
 Texts are WordNet glosses (Debian `wordnet-base`): candidates and a 12,000-gloss reference drawn
-from disjoint halves, confidences drawn at random (matching's cost does not depend on them).
+from disjoint halves, confidences drawn at random (matching's cost does not depend on them), and
+for the embedding view (:mod:`curation.herding`) random unit vectors of MiniLM's 384 dimensions
+(herding's cost depends on the counts, not on the values; embedding 50,000 texts would take
+minutes for nothing).
 
 The yardstick is the raw cost of the same texts' n-gram hashing in the same run (``fit``, which
-hashes the reference and the candidates once): the ratio matching / fit says how much the greedy
-order adds to work every round with a reference does anyway, on any machine. Each size is timed
+hashes the reference and the candidates once): the ratios matching / fit say how much the greedy
+order adds to work every round with a reference does anyway, on any machine, with the n-grams
+alone (``score.embedding_share`` 0) and with both views (the default). Each size is timed
 ``--repeats`` times and the median kept. Writes bench/results/matching_scale.json and .md.
 """
 
@@ -29,10 +33,13 @@ import numpy as np
 from bench.corpora import load_wordnet
 from bench.machine import machine
 from curation.affinity import ReferenceAffinity
+from curation.herding import EmbeddingHerding
 from curation.matching import ReferenceMatching
 
 RESULTS = Path(__file__).parent / "results"
 REFERENCE_SIZE = 12_000
+DIMENSIONS = 384  # MiniLM's
+RADIUS_SQ = 1.06  # the median squared distance of a fortune to its centroid, as in the benchmark
 
 
 def _median_seconds(work: Any, repeats: int) -> float:
@@ -53,13 +60,25 @@ def measure(texts: list[str], size: int, repeats: int, seed: int) -> dict[str, A
     confidence = rng.normal(-5.0, 1.0, size)
     allowed = np.ones(size, dtype=bool)
     budget = size // 3
+    vectors = _unit_rows(rng, size)
+    reference_vectors = _unit_rows(rng, REFERENCE_SIZE)
     affinity = ReferenceAffinity()
     fit = _median_seconds(lambda: affinity.fit(reference, candidates), repeats)
-    matching = ReferenceMatching(0.5, budget)
-    key = _median_seconds(lambda: matching.key(affinity, confidence, allowed), repeats)
-    return {"candidates": size, "budget": budget, "steps": matching.steps_,
-            "per_step": matching.per_step_, "fit_s": round(fit, 4), "matching_s": round(key, 4),
-            "matching_over_fit": round(key / fit, 2)}
+    ngrams = ReferenceMatching(0.5, budget)
+    alone = _median_seconds(lambda: ngrams.key(affinity, confidence, allowed), repeats)
+    both = ReferenceMatching(0.5, budget, embedding_share=0.5)
+    herded = _median_seconds(lambda: both.key(
+        affinity, confidence, allowed,
+        EmbeddingHerding().fit(vectors, reference_vectors, RADIUS_SQ)), repeats)
+    return {"candidates": size, "budget": budget, "steps": ngrams.steps_,
+            "per_step": ngrams.per_step_, "fit_s": round(fit, 4),
+            "ngrams_s": round(alone, 4), "ngrams_over_fit": round(alone / fit, 2),
+            "both_s": round(herded, 4), "both_over_fit": round(herded / fit, 2)}
+
+
+def _unit_rows(rng: np.random.Generator, count: int) -> np.ndarray:
+    rows = rng.normal(size=(count, DIMENSIONS)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
 def write(rows: list[dict[str, Any]], command: str, info: dict[str, Any]) -> None:
@@ -74,13 +93,17 @@ def write(rows: list[dict[str, Any]], command: str, info: dict[str, Any]) -> Non
         f"{info['load_average_at_start'][0]:.2f}). Reference: {REFERENCE_SIZE:,} WordNet "
         "glosses; candidates from the other half of WordNet; budget a third of the candidates. "
         "`fit` hashes the reference and the candidates (work every round with a reference does); "
-        "`matching` builds the greedy order from those counts. Median of the repeats.",
+        "the greedy order is built from those counts with the n-gram view alone, and with both "
+        "views (the default: embedding herding too, fitted inside the timing, on random unit "
+        "vectors). Median of the repeats.",
         "",
-        "| candidates | budget | steps | per step | fit (s) | matching (s) | matching / fit |",
-        "|---|---|---|---|---|---|---|",
+        "| candidates | budget | steps | per step | fit (s) | n-grams (s) | n-grams / fit "
+        "| both views (s) | both / fit |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [f"| {r['candidates']:,} | {r['budget']:,} | {r['steps']} | {r['per_step']} | "
-              f"{r['fit_s']} | {r['matching_s']} | {r['matching_over_fit']} |" for r in rows]
+              f"{r['fit_s']} | {r['ngrams_s']} | {r['ngrams_over_fit']} | {r['both_s']} | "
+              f"{r['both_over_fit']} |" for r in rows]
     (RESULTS / "matching_scale.md").write_text("\n".join(lines) + "\n")
 
 

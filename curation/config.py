@@ -141,6 +141,12 @@ class ScoreConfig(Section, path="config.score"):
     # collapse benchmark, where the confidence alone tied it (bench/results/collapse.md, `dces`
     # against `dces_no_match`).
     reference_weight: float = setting(0.5, Bound(float, 0, 1))
+    # Of that weight, the share of the embedding view (curation.herding: the selection's
+    # embeddings matched to the reference's); the rest is the n-gram view's. 0 is n-grams alone.
+    # Half and half kept more of the real tail and of real text's bigram diversity on the collapse
+    # benchmark at the same held-out perplexity (bench/results/collapse.md, `dces` against
+    # `dces_ngram_only`).
+    embedding_share: float = setting(0.5, Bound(float, 0, 1))
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from curation.edit import EditedText, TokenEditor
 from curation.embed import Embedder, load_embedder
 from curation.executor import Executor, LocalExecutor
 from curation.health import round_health
+from curation.herding import EmbeddingHerding
 from curation.lm import CausalLM, load_causal_lm
 from curation.matching import ReferenceMatching
 from curation.measure import ClusterStats, measure_clusters, near_duplicates_by_cluster
@@ -465,16 +466,26 @@ class Curator:
 
     def _edge_key(self, r: _Round, selectable: np.ndarray, budget: int) -> np.ndarray:
         """The edge key of every eligible candidate (NaN for the others): its confidence, or,
-        with a reference, its place in the greedy reference matching over the selectable."""
+        with a reference, its place in the greedy reference matching over the selectable (its
+        n-grams and, with ``score.embedding_share``, its embedding)."""
         el = r.cands.eligible
         key = np.full(len(r.batch), np.nan)
         if r.affinity_model is None:
             key[el] = edge_key(r.confidence[el], None, 0.0)
             return key
-        matching = ReferenceMatching(self.config.score.reference_weight, budget)
-        key[el] = matching.key(r.affinity_model, r.confidence[el], np.isin(el, selectable))
+        cfg = self.config.score
+        herding = None
+        if cfg.embedding_share > 0:
+            radius_sq = float(np.median(2.0 - 2.0 * r.ref_sims))  # reference row to centroid
+            herding = EmbeddingHerding(seed=r.seed).fit(r.cands.vectors[el],
+                                                        r.ref.eligible_vectors, radius_sq)
+        matching = ReferenceMatching(cfg.reference_weight, budget, cfg.embedding_share)
+        key[el] = matching.key(r.affinity_model, r.confidence[el], np.isin(el, selectable), herding)
         r.scores["matching"] = {"steps": matching.steps_, "per_step": matching.per_step_,
-                                "kappa": round(matching.kappa_, 4)}
+                                "kappa": round(matching.kappa_, 4),
+                                "embedding_share": cfg.embedding_share,
+                                "herding_bandwidth": None if herding is None
+                                else round(herding.bandwidth_, 4)}
         return key
 
     def _select(self, r: _Round, budget: int) -> tuple[list[ClusterPool], np.ndarray]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from curation.affinity import ReferenceAffinity
+from curation.herding import EmbeddingHerding
 from curation.select import ranked_edge_key, ranks
 
 if TYPE_CHECKING:
@@ -39,15 +40,20 @@ MAX_STEPS = 512
 
 class ReferenceMatching:
     """Greedy order of the candidates; ``weight`` is the affinity's share of the key
-    (:func:`curation.select.edge_key`), ``budget`` how many the round will take.
+    (:func:`curation.select.edge_key`), ``budget`` how many the round will take. With an
+    :class:`~curation.herding.EmbeddingHerding`, ``embedding_share`` of the affinity's rank is
+    the herding gain's (the selection's embeddings matched to the reference's), the rest the
+    n-gram affinity's.
 
     Learned state: ``steps_`` (greedy steps taken), ``per_step_`` (candidates per step),
     ``kappa_`` (the weight of what was taken against the pool's own n-grams).
     """
 
-    def __init__(self, weight: float, budget: int, max_steps: int = MAX_STEPS) -> None:
+    def __init__(self, weight: float, budget: int, embedding_share: float = 0.0,
+                 max_steps: int = MAX_STEPS) -> None:
         self.weight = weight
         self.budget = budget
+        self.embedding_share = embedding_share
         self.max_steps = max_steps
 
     def key(
@@ -55,10 +61,12 @@ class ReferenceMatching:
         affinity: ReferenceAffinity,
         confidence: np.ndarray,
         allowed: np.ndarray,
+        herding: EmbeddingHerding | None = None,
     ) -> np.ndarray:
         """Every candidate's position in the greedy order as a fraction of the round, lowest
         first; only ``allowed`` candidates (a boolean mask) are taken, the others follow all of
-        them. ``affinity`` is fitted on the reference and on the candidates, in this order."""
+        them. ``affinity`` (and ``herding``, when given) are fitted on the reference and on the
+        candidates, in this order; ``herding`` counts every choice made here."""
         counts = affinity.candidate_rows_
         n = counts.shape[0]
         if not np.isfinite(confidence[allowed]).all():
@@ -76,27 +84,36 @@ class ReferenceMatching:
         self.steps_ = 0
         placed = 0
         while placed < take:
-            mix = self._mix(affinity, counts, ngrams, pool + self.kappa_ * taken, confidence_ranks)
+            mix = self._mix(affinity, counts, ngrams, pool + self.kappa_ * taken, confidence_ranks,
+                            herding)
             mix[~open_] = np.inf
             chosen = _lowest(mix, min(self.per_step_, take - placed))
             position[chosen] = placed + np.arange(len(chosen))
             open_[chosen] = False
+            if herding is not None:
+                herding.take(chosen)
             taken += np.asarray(counts[chosen].sum(axis=0)).ravel()
             placed += len(chosen)
             self.steps_ += 1
         rest = np.flatnonzero(~np.isfinite(position))
         if len(rest):  # the others by their last mix, the ones not allowed last of all
-            mix = self._mix(affinity, counts, ngrams, pool + self.kappa_ * taken, confidence_ranks)
+            mix = self._mix(affinity, counts, ngrams, pool + self.kappa_ * taken, confidence_ranks,
+                            herding)
             order = rest[np.lexsort((mix[rest], ~allowed[rest]))]
             position[order] = placed + np.arange(len(order))
         return position / max(n - 1, 1)
 
     def _mix(self, affinity: ReferenceAffinity, counts: sparse.csr_matrix, ngrams: np.ndarray,
-             pool: np.ndarray, confidence_ranks: np.ndarray) -> np.ndarray:
-        """The edge key of every text with the affinity measured against ``pool``."""
+             pool: np.ndarray, confidence_ranks: np.ndarray, herding: EmbeddingHerding | None
+             ) -> np.ndarray:
+        """The edge key of every text with the affinity measured against ``pool`` and, with
+        ``herding``, its gain after the choices so far."""
         log_ratio = affinity.reference_log_probs_ - np.log(pool / pool.sum())
-        current = affinity.mean_log_ratio(counts, ngrams, log_ratio)
-        return ranked_edge_key(confidence_ranks, current, self.weight)
+        affinity_ranks = ranks(-affinity.mean_log_ratio(counts, ngrams, log_ratio))
+        if herding is not None and self.embedding_share > 0:
+            affinity_ranks = ((1.0 - self.embedding_share) * affinity_ranks
+                              + self.embedding_share * ranks(-herding.gain()))
+        return ranked_edge_key(confidence_ranks, affinity_ranks, self.weight)
 
 
 def _lowest(values: np.ndarray, m: int) -> np.ndarray:

@@ -108,14 +108,15 @@ def edge_key(confidence: np.ndarray, affinity: np.ndarray | None, weight: float)
         return confidence
     if np.isnan(confidence).any():
         return np.full(len(confidence), np.nan)
-    return ranked_edge_key(ranks(confidence), affinity, weight)
+    return ranked_edge_key(ranks(confidence), ranks(-affinity), weight)
 
 
-def ranked_edge_key(confidence_ranks: np.ndarray, affinity: np.ndarray, weight: float
+def ranked_edge_key(confidence_ranks: np.ndarray, affinity_ranks: np.ndarray, weight: float
                     ) -> np.ndarray:
-    """:func:`edge_key` from the confidence's :func:`ranks`: a caller that re-measures the
-    affinity at every step (:mod:`curation.matching`) ranks the confidence once."""
-    mixed = (1.0 - weight) * confidence_ranks + weight * ranks(-affinity)
+    """:func:`edge_key` from ranks (the affinity's highest first): a caller that re-measures the
+    affinity at every step and ranks more than one view of it (:mod:`curation.matching`) ranks
+    the confidence once."""
+    mixed = (1.0 - weight) * confidence_ranks + weight * affinity_ranks
     return mixed / max(len(confidence_ranks) - 1, 1)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from curation.affinity import ReferenceAffinity
+from curation.herding import EmbeddingHerding
 from curation.matching import ReferenceMatching
 from curation.select import edge_key
 
@@ -79,3 +80,31 @@ def test_an_unknown_confidence_is_refused(fortunes: list[dict]) -> None:
         ReferenceMatching(0.5, 50).key(affinity, confidence, allowed)
     allowed[3] = False  # a rejected candidate's confidence is never read
     assert len(ReferenceMatching(0.5, 50).key(affinity, confidence, allowed)) == len(candidates)
+
+
+def test_the_embedding_view_joins_the_key_by_its_share(fortunes: list[dict], embedder) -> None:
+    reference, candidates, confidence, _ = _round(fortunes)
+    affinity = ReferenceAffinity().fit(reference, candidates)
+    allowed = np.ones(len(candidates), dtype=bool)
+    ref_vectors, vectors = embedder.encode(reference), embedder.encode(candidates)
+
+    def herding() -> EmbeddingHerding:
+        return EmbeddingHerding().fit(vectors, ref_vectors, 1.0)
+
+    ngrams_only = ReferenceMatching(0.5, 60).key(affinity, confidence, allowed)
+    # At share 0 the herding view is fitted and counts the choices but does not move the key.
+    unused = herding()
+    assert np.array_equal(ReferenceMatching(0.5, 60, 0.0).key(affinity, confidence, allowed,
+                                                              unused), ngrams_only)
+    assert unused.taken_ == 60
+    both = ReferenceMatching(0.5, 60, 0.5).key(affinity, confidence, allowed, herding())
+    assert not np.array_equal(both, ngrams_only)
+    # At weight 1 and share 1 the order is herding's own: each step the highest gain left.
+    order = np.argsort(ReferenceMatching(1.0, 5, 1.0).key(affinity, confidence, allowed,
+                                                          herding()))
+    replay = herding()
+    for i in order[:5]:
+        gain = replay.gain()
+        gain[order[: list(order).index(i)]] = -np.inf
+        assert int(np.argmax(gain)) == i
+        replay.take(np.array([i]))

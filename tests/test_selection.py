@@ -176,6 +176,12 @@ def test_replay_fraction_is_bounded() -> None:
         CurationConfig.from_dict({"replay": {"fraction": 0.9}})
 
 
+def test_embedding_share_is_bounded() -> None:
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=r"config.score.embedding_share: must be in \[0, 1\]"):
+            CurationConfig.from_dict({"score": {"embedding_share": bad}})
+
+
 def test_with_a_reference_edges_are_surprising_and_real_like(
     curator: Curator, fortunes: list[dict]
 ) -> None:
@@ -197,6 +203,8 @@ def test_with_a_reference_edges_are_surprising_and_real_like(
     assert matched.scores["affinity"]["selected"] > matched.scores["affinity"]["candidates"]
     kl = matched.scores["matching"]["kl_to_reference"]
     assert kl["selected"] < kl["random"]  # it says more of what real text says than chance
+    assert matched.scores["matching"]["embedding_share"] == 0.5
+    assert 0 < matched.scores["matching"]["herding_bandwidth"] < 2
     assert alone.scores["reference_weight"] is None and "affinity" not in alone.scores
     plain, _ = curator.curate(pool, 150)  # no reference: the confidence alone
     assert plain.scores["reference_weight"] is None

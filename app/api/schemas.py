@@ -304,9 +304,11 @@ class RoundOut(BaseModel):
                     "'implausible_below' cut, the 'reference_weight' the selection ranked the "
                     "reference affinity with (null when it did not) and, then, the mean "
                     "'affinity' of the candidates and of the selection and the greedy "
-                    "reference 'matching' (its steps, candidates per step, kappa, and "
-                    "'kl_to_reference' of the selection and of as many candidates drawn at "
-                    "random, over hashed n-grams).")
+                    "reference 'matching' (its steps, candidates per step, kappa, the "
+                    "'embedding_share' of the affinity given to embedding herding and the "
+                    "herding kernel's 'herding_bandwidth', and 'kl_to_reference' of the "
+                    "selection and of as many candidates drawn at random, over hashed "
+                    "n-grams).")
     timings: dict[str, float]
 
 

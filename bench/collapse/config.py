@@ -19,18 +19,19 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 STRATEGIES = ("random", "ppl_low", "ppl_high", "semdedup", "dces", "dces_no_edit",
-              "dces_static", "dces_no_match", "dces_no_logprobs", "dces_replay", "dces_edit",
-              "dces_match", "dces_share_quotas", "dces_loose_filter", "dces_dedup10",
-              "dces_dedup20", "dces_mad2", "dces_mad25")
+              "dces_static", "dces_no_match", "dces_ngram_only", "dces_no_logprobs",
+              "dces_replay", "dces_edit", "dces_match", "dces_share_quotas", "dces_loose_filter",
+              "dces_dedup10", "dces_dedup20", "dces_mad2", "dces_mad25")
 # The default run: every baseline but `ppl_low` (it collapses in two generations every time,
 # bench/results/collapse.md), DCES and the ablations of its default mechanisms (dynamic ratio,
-# surprise-mix quotas, the implausibility cut, reference affinity, generator scores). Not by
-# default: `dces_replay` (about the `anchor` regime), `dces_no_edit` (editing is off by default,
-# so it is `dces`), `dces_edit` and `dces_match` (measured in earlier runs of collapse.md) and the
-# screenings (`dces_dedup*`, `dces_mad*`: bench/results/collapse-screen-*.md).
+# surprise-mix quotas, the implausibility cut, reference matching and its embedding view,
+# generator scores). Not by default: `dces_replay` (about the `anchor` regime), `dces_no_edit`
+# (editing is off by default, so it is `dces`), `dces_edit` and `dces_match` (measured in earlier
+# runs of collapse.md) and the screenings (`dces_dedup*`, `dces_mad*`:
+# bench/results/collapse-screen-*.md).
 DEFAULT_STRATEGIES = ("random", "ppl_high", "semdedup", "dces", "dces_static",
                       "dces_share_quotas", "dces_loose_filter", "dces_no_match",
-                      "dces_no_logprobs")
+                      "dces_ngram_only", "dces_no_logprobs")
 REGIMES = ("replace", "anchor", "accumulate")
 # Generator log-probs are sent with every candidate, as a training job has them for free; the
 # one ablation without them makes the service score texts with its own LM.
@@ -44,6 +45,8 @@ DCES_STRATEGIES: dict[str, dict[str, Any]] = {
     "dces_static": {"ratio": {"static": 0.8}},  # the default r0, never moved
     # No reference affinity in the selection's order: the generator's confidence alone.
     "dces_no_match": {"score": {"reference_weight": 0.0}},
+    # Reference matching by n-grams alone, without the embedding view (embedding herding).
+    "dces_ngram_only": {"score": {"embedding_share": 0.0}},
     "dces_match": {"allocation": {"eta": 1.0}},  # quotas by the reference's cluster mix
     "dces_no_logprobs": {},
     # Quotas by the candidates' cluster shares (the previous default), not the surprise mix.

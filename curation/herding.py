@@ -1,0 +1,81 @@
+"""Embedding herding: the selection's embeddings matched to the reference's, one choice at a time.
+
+Kernel herding (Chen, Welling and Smola 2010) chooses points one by one so that their kernel mean
+approaches a target's: the next point is the one whose mean kernel to the target, less its
+mean kernel to the points already chosen, is highest. That is a greedy step of minimising the
+MMD between the choice and the target (Qiao et al. 2026: selecting toward the reference's
+distribution slows collapse, selecting toward centroids speeds it). Here the target is the
+round's reference embeddings and the candidates are the ones to choose from; the gain is
+re-measured after every step of :mod:`curation.matching`, which ranks it together with the
+generator's confidence and the n-gram affinity.
+
+The kernel is ``exp(-||a - b||² / bandwidth)`` on unit vectors, its ``bandwidth`` a ``scale`` of
+the clusters' own: the median squared distance from a reference text to its centroid. A kernel as
+wide as a cluster only moves budget between clusters; at half of it the kernel tells apart the
+texts of one cluster, which is where a mode that is being lost still has a few candidates.
+On the collapse benchmark (fortunes, 3 seeds) the narrow kernel kept more of the real tail and of
+real text's bigram diversity than the wide one at the same held-out perplexity
+(bench/results/collapse-screen-herding-*.json).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Candidates per block of a kernel sum: a block of 4,096 rows against 2,000 reference texts is
+# 32 MB, whatever the round's size. Float32, as the embeddings come: float64 made a round of
+# 50,000 candidates 2.7x slower (bench/results/matching_scale.md) for digits nobody reads.
+BLOCK_ROWS = 4_096
+
+
+class EmbeddingHerding:
+    """The herding gain of every candidate as choices are made.
+
+    ``scale`` times the clusters' median squared radius is the kernel's bandwidth;
+    ``max_reference`` reference rows (drawn with ``seed``) stand for the reference in the
+    attraction. Learned state: ``bandwidth_``, ``reference_rows_`` (how many stood for it),
+    ``attraction_`` (each candidate's mean kernel to them), ``repulsion_`` (each candidate's
+    kernel sum over the choices so far) and ``taken_`` (how many choices).
+    """
+
+    def __init__(self, scale: float = 0.5, max_reference: int = 2_000, seed: int = 0) -> None:
+        self.scale = scale
+        self.max_reference = max_reference
+        self.seed = seed
+
+    def fit(self, candidates: np.ndarray, reference: np.ndarray, cluster_radius_sq: float
+            ) -> EmbeddingHerding:
+        """``candidates`` and ``reference`` are unit-norm embedding rows; ``cluster_radius_sq``
+        the median squared distance of a reference row to its centroid."""
+        if len(reference) > self.max_reference:
+            rows = np.random.default_rng(self.seed).choice(len(reference), self.max_reference,
+                                                           replace=False)
+            reference = reference[np.sort(rows)]
+        self._candidates = candidates.astype(np.float32)
+        self._norms = (self._candidates * self._candidates).sum(1)
+        self.bandwidth_ = self.scale * cluster_radius_sq
+        self.reference_rows_ = len(reference)
+        self.attraction_ = self._kernel_sums(reference.astype(np.float32)) / max(len(reference), 1)
+        self.repulsion_ = np.zeros(len(candidates))
+        self.taken_ = 0
+        return self
+
+    def take(self, chosen: np.ndarray) -> None:
+        """Count the candidates at positions ``chosen`` as chosen."""
+        self.repulsion_ += self._kernel_sums(self._candidates[chosen])
+        self.taken_ += len(chosen)
+
+    def gain(self) -> np.ndarray:
+        """Each candidate's herding gain for the next choice, highest best."""
+        return self.attraction_ - self.repulsion_ / (self.taken_ + 1)
+
+    def _kernel_sums(self, rows: np.ndarray) -> np.ndarray:
+        """Each candidate's kernel summed over ``rows``."""
+        out = np.empty(len(self._candidates))
+        row_norms = (rows * rows).sum(1)[None, :]
+        for start in range(0, len(self._candidates), BLOCK_ROWS):
+            block = self._candidates[start:start + BLOCK_ROWS]
+            sq = self._norms[start:start + BLOCK_ROWS, None] + row_norms - 2.0 * (block @ rows.T)
+            out[start:start + BLOCK_ROWS] = np.exp(
+                -np.clip(sq, 0.0, None) / self.bandwidth_).sum(axis=1)
+        return out
