@@ -14,7 +14,7 @@ the clusters' own: the median squared distance from a reference text to its cent
 wide as a cluster only moves budget between clusters; at half of it the kernel tells apart the
 texts of one cluster, which is where a mode that is being lost still has a few candidates.
 On the collapse benchmark (fortunes, 3 seeds) the narrow kernel kept more of the real tail and of
-real text's bigram diversity than the wide one at the same held-out perplexity
+real text's bigram diversity than the wide one, at held-out perplexity within the seeds' noise
 (bench/results/collapse-screen-herding-*.json).
 """
 
