@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 
 # Above this many steps, each step takes several candidates: a step costs one pass over the
 # candidates' n-grams and one ranking of them, and a 30,000-sample budget does not need 30,000
-# of them. bench/matching_scale.md: the order costs 1.05x hashing the round's texts at 1,200
-# candidates, 2.2x at 10,000 and 4.3x at 50,000 (4.9 s on the 2-core machine, where embedding
-# 50,000 texts takes ~225 s).
+# of them. bench/matching_scale.md: with n-grams alone the order costs 0.7x hashing the round's
+# texts at 1,200 candidates, 2.1x at 10,000 and 3.6x at 50,000; with embedding herding too
+# 1.4x, 8.4x and 20x (17 s at 50,000 on the 2-core machine, where embedding them takes ~225 s).
 MAX_STEPS = 512
 
 
