@@ -40,6 +40,7 @@ SAMPLE = ROOT / "examples" / "fortunes-sample.jsonl"
         ("regimes", ("replace", "sideways")),
         ("strategies", ()),
         ("seeds", 0),
+        ("first_seed", -1),
         ("generations", 0),
         ("budget", 9),
         ("pool_factor", 0),
@@ -61,6 +62,12 @@ def test_config_limits_name_the_field(field: str, value: object) -> None:
 def test_cli_rejects_bad_numbers_before_any_work(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--quick", "--seeds", "0"]) == 2
     assert "seeds: must be in [1, 100], got 0" in capsys.readouterr().err
+
+
+def test_first_seed_shifts_the_seeds_run() -> None:
+    later = QUICK.with_overrides(seeds=2, first_seed=3)
+    assert list(later.seed_range) == [3, 4]
+    assert list(QUICK.seed_range) == [0]
 
 
 def test_tail_coverage_caps_each_tail_category_at_its_real_share() -> None:

@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--strategies", nargs="+", choices=STRATEGIES,
                    help=f"default: {' '.join(DEFAULT_STRATEGIES)}")
     p.add_argument("--seeds", type=int)
+    p.add_argument("--first-seed", type=int,
+                   help="first seed (default 0): more seeds without rerunning the first ones")
     p.add_argument("--generations", type=int, help="self-training generations after gen 0")
     p.add_argument("--budget", type=int, help="samples kept per generation")
     p.add_argument("--pool-factor", type=int, help="candidate pool = this x budget")
@@ -90,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = base.with_overrides(
             regimes=regimes,
             strategies=None if args.strategies is None else tuple(dict.fromkeys(args.strategies)),
-            seeds=args.seeds, generations=args.generations, budget=args.budget,
-            pool_factor=args.pool_factor, temperature=args.temperature, top_p=args.top_p,
+            seeds=args.seeds, first_seed=args.first_seed, generations=args.generations,
+            budget=args.budget, pool_factor=args.pool_factor, temperature=args.temperature,
+            top_p=args.top_p,
             gen_tokens=args.gen_tokens, jobs=args.jobs, train_docs=args.train_docs,
             monitor=None if args.monitor is None else tuple(dict.fromkeys(args.monitor)))
     except ValueError as exc:

@@ -83,6 +83,7 @@ class BenchConfig:
     regimes: tuple[str, ...] = ("replace",)
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES
     seeds: int = 3
+    first_seed: int = 0  # seeds run are first_seed .. first_seed + seeds - 1
     generations: int = 5
     budget: int = 400  # samples each strategy keeps per generation
     pool_factor: int = 3  # candidate pool = pool_factor x budget, sampled from the last model
@@ -115,6 +116,7 @@ class BenchConfig:
             ("strategies", bool(self.strategies) and set(self.strategies) <= set(STRATEGIES),
              f"a non-empty subset of {', '.join(STRATEGIES)}"),
             ("seeds", 1 <= self.seeds <= 100, "in [1, 100]"),
+            ("first_seed", 0 <= self.first_seed <= 10_000, "in [0, 10000]"),
             ("generations", 1 <= self.generations <= 50, "in [1, 50]"),
             ("budget", self.budget >= 10, ">= 10"),
             ("pool_factor", 1 <= self.pool_factor <= 50, "in [1, 50]"),
@@ -143,6 +145,11 @@ class BenchConfig:
     @property
     def pool_size(self) -> int:
         return self.budget * self.pool_factor
+
+    @property
+    def seed_range(self) -> range:
+        """The seeds this run trains, in order."""
+        return range(self.first_seed, self.first_seed + self.seeds)
 
     def with_overrides(self, **changes: Any) -> BenchConfig:
         """This config with the given fields replaced (None values are ignored)."""

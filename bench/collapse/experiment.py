@@ -104,7 +104,7 @@ def gen0_key(shared: Shared, seed: int) -> str:
     and test splits, and the seed."""
     cfg = shared.cfg
     later = {"regimes", "strategies", "generations", "gen_tokens", "gen_lr", "anchor_fraction",
-             "jobs", "seeds", "monitor"}
+             "jobs", "seeds", "first_seed", "monitor"}
     settings = {k: v for k, v in asdict(cfg).items() if k not in later}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     digest.update(pickle.dumps((shared.train_ids, shared.test_ids, seed)))

@@ -306,7 +306,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Generation 0: {cfg['gen0_tokens']:,} token passes from scratch; each later generation "
         f"continues for {cfg['gen_tokens']:,} token passes on {cfg['budget']} samples chosen from "
         f"a pool of {cfg['budget'] * cfg['pool_factor']} sampled at temperature "
-        f"{cfg['temperature']}, top-p {cfg['top_p']}. {cfg['seeds']} seed(s), "
+        f"{cfg['temperature']}, top-p {cfg['top_p']}. {cfg['seeds']} seed(s) from seed "
+        f"{cfg.get('first_seed', 0)}, "
         f"{cfg['generations']} generations after generation 0. Text metrics on "
         f"{cfg['metric_samples']} generated samples per generation.",
     ]

@@ -74,7 +74,7 @@ def run_all(shared: Shared, embedder: Embedder, progress: Callable[[str], None]
     chains: list[dict[str, Any]] = []
     if cfg.jobs == 1:
         _WORKER["shared"], _WORKER["embedder"] = shared, embedder
-        gen0s = [run_gen0(shared, seed, _embed, progress) for seed in range(cfg.seeds)]
+        gen0s = [run_gen0(shared, seed, _embed, progress) for seed in cfg.seed_range]
         chains = [run_chain(shared, regime, g.seed, strategy, g, _embed, progress)
                   for g in gen0s for regime in cfg.regimes for strategy in cfg.strategies]
         return gen0s, chains
@@ -87,7 +87,7 @@ def run_all(shared: Shared, embedder: Embedder, progress: Callable[[str], None]
     ) as pool:
         events = manager.Queue()
         pending: dict[Future[Any], str] = {
-            pool.submit(_gen0_task, seed, events): "gen0" for seed in range(cfg.seeds)}
+            pool.submit(_gen0_task, seed, events): "gen0" for seed in cfg.seed_range}
         try:
             _run_pending(pool, pending, events, cfg, gen0s, chains, progress)
         except BaseException:
