@@ -148,8 +148,13 @@ def compression_ratio(texts: Sequence[str]) -> float:
     return len(zlib.compress(raw, 9)) / len(raw) if raw else 0.0
 
 
-def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+def squared_distances(a: np.ndarray, b: np.ndarray, a_norms: np.ndarray | None = None
+                      ) -> np.ndarray:
+    """Every squared Euclidean distance between the rows of ``a`` and of ``b``, in their dtype;
+    ``a_norms`` (the rows' squared norms) when the caller keeps them across calls."""
+    if a_norms is None:
+        a_norms = (a * a).sum(1)
+    sq = a_norms[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
     return np.clip(sq, 0.0, None)
 
 
@@ -162,7 +167,7 @@ def _median_bandwidth(y: np.ndarray, pooled: np.ndarray) -> float:
     """2σ² with σ the median pairwise distance within ``y``; falls back to the pooled rows when
     ``y``'s rows coincide, and to 1.0 when every row does (any bandwidth then gives MMD 0)."""
     for z in (y, pooled):
-        sq = _squared_distances(z, z)[np.triu_indices(z.shape[0], k=1)]
+        sq = squared_distances(z, z)[np.triu_indices(z.shape[0], k=1)]
         median = float(np.median(sq))
         if median > 0:
             return 2.0 * median
@@ -192,9 +197,9 @@ def mmd(x: np.ndarray, y: np.ndarray, sample: int, seed: int) -> float:
     xs = _sample_rows(xs, sample, np.random.default_rng([seed, 0]))
     ys = _sample_rows(ys, sample, np.random.default_rng([seed, 1]))
     bandwidth = _median_bandwidth(ys, np.vstack([xs, ys]))
-    kxx = np.exp(-_squared_distances(xs, xs) / bandwidth)
-    kyy = np.exp(-_squared_distances(ys, ys) / bandwidth)
-    kxy = np.exp(-_squared_distances(xs, ys) / bandwidth)
+    kxx = np.exp(-squared_distances(xs, xs) / bandwidth)
+    kyy = np.exp(-squared_distances(ys, ys) / bandwidth)
+    kxy = np.exp(-squared_distances(xs, ys) / bandwidth)
     value = _off_diagonal_mean(kxx) + _off_diagonal_mean(kyy) - 2.0 * float(kxy.mean())
     return max(value, 0.0)
 

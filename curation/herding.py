@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from curation.diversity import squared_distances
+
 # Candidates per block of a kernel sum: a block of 4,096 rows against 2,000 reference texts is
 # 32 MB, whatever the round's size. Float32, as the embeddings come: float64 made a round of
 # 50,000 candidates 2.7x slower (bench/results/matching_scale.md) for digits nobody reads.
@@ -72,10 +74,8 @@ class EmbeddingHerding:
     def _kernel_sums(self, rows: np.ndarray) -> np.ndarray:
         """Each candidate's kernel summed over ``rows``."""
         out = np.empty(len(self._candidates))
-        row_norms = (rows * rows).sum(1)[None, :]
         for start in range(0, len(self._candidates), BLOCK_ROWS):
-            block = self._candidates[start:start + BLOCK_ROWS]
-            sq = self._norms[start:start + BLOCK_ROWS, None] + row_norms - 2.0 * (block @ rows.T)
-            out[start:start + BLOCK_ROWS] = np.exp(
-                -np.clip(sq, 0.0, None) / self.bandwidth_).sum(axis=1)
+            block = slice(start, start + BLOCK_ROWS)
+            sq = squared_distances(self._candidates[block], rows, self._norms[block])
+            out[block] = np.exp(-sq / self.bandwidth_).sum(axis=1)
         return out
