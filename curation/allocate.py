@@ -2,11 +2,11 @@
 
 Weights are ``(1 - eta) * ((1 - surprise) * share**tau + surprise * surprise_share)
 + eta * reference_share`` (each term normalised). ``surprise_share`` is each cluster's part of the
-round's ``budget`` most surprising candidates (lowest edge key, :func:`curation.select.edge_key`:
-the generator's confidence, ranked with the reference affinity when there is a reference): the
-clusters the generator has begun to lose are those it finds surprising, and the budget follows
-them (the
-surprising tail is what top-p sampling truncates each generation; Gambetta et al. 2024).
+round's ``budget`` most surprising candidates (lowest edge key: the generator's confidence, or
+with a reference the candidate's place in the reference matching, :mod:`curation.matching`):
+the clusters the generator has begun to lose are those it finds surprising, and the budget
+follows them (the surprising tail is what top-p sampling truncates each generation; Gambetta et
+al. 2024).
 ``tau < 1`` flattens toward small clusters; the reference term steers the mix toward real data.
 Quotas are capped by what each cluster can supply; a capped cluster passes the rest on to the
 others, in proportion to their weights.
@@ -69,8 +69,6 @@ def allocate(budget: int, weights: np.ndarray, capacity: np.ndarray) -> np.ndarr
                 if fraction[c] < 0:
                     break
                 share[c] += 1
-        if share.sum() == 0:  # every ideal share rounds to 0: hand out one unit by weight
-            share[int(np.argmax(w))] = 1
         quotas += share
         remaining -= int(share.sum())
     return quotas

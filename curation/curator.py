@@ -37,7 +37,7 @@ from curation.measure import ClusterStats, measure_clusters, near_duplicates_by_
 from curation.quality import degenerate_reason, implausible_cut, outlier_cuts
 from curation.ratio import EdgeRatioPolicy, feedback_signal, validate_feedback
 from curation.replay import Replay, ReplayPlan
-from curation.select import ClusterPool, edge_key, select_all
+from curation.select import ClusterPool, select_all
 from curation.state import RunState
 from curation.types import (
     ClusterReport,
@@ -94,6 +94,7 @@ class _Round:
     affinity: np.ndarray | None = field(init=False)  # to the reference; None without one
     affinity_model: ReferenceAffinity | None = field(init=False)  # fitted on this round
     key: np.ndarray = field(init=False)  # the edge key (_edge_key); NaN: unknown
+    selectable: np.ndarray = field(init=False)  # candidates no rule rejected
     duplicates: np.ndarray = field(init=False)
     stats: list[ClusterStats] = field(init=False)
     signal: dict[str, float] = field(init=False)
@@ -309,8 +310,10 @@ class Curator:
         )
         r.pools, r.taken = self._select(r, r.budget - len(r.replay.rows))
         if r.affinity_model is not None and r.affinity is not None:
-            r.scores["affinity"] = _affinity_report(r.affinity, r.pools)
-            r.scores["matching"]["kl_to_reference"] = _divergence_report(r, r.affinity_model)
+            chosen = _chosen(r.pools)
+            r.scores["affinity"] = _affinity_report(r.affinity, chosen)
+            r.scores["matching"]["kl_to_reference"] = _divergence_report(r, r.affinity_model,
+                                                                         chosen)
 
     def _edit(self, r: _Round, progress: _StageProgress) -> None:
         """Edit the selected centers' texts (edges are kept as they came)."""
@@ -471,7 +474,7 @@ class Curator:
         el = r.cands.eligible
         key = np.full(len(r.batch), np.nan)
         if r.affinity_model is None:
-            key[el] = edge_key(r.confidence[el], None, 0.0)
+            key[el] = r.confidence[el]
             return key
         cfg = self.config.score
         herding = None
@@ -503,8 +506,8 @@ class Curator:
                 reasons[int(i)] = "outlier"
             elif r.confidence[i] < low:
                 reasons[int(i)] = "implausible"
-        selectable = np.array([i for i in el if int(i) not in reasons], dtype=np.int64)
-        r.key = self._edge_key(r, selectable, budget)
+        r.selectable = np.array([i for i in el if int(i) not in reasons], dtype=np.int64)
+        r.key = self._edge_key(r, r.selectable, budget)
         pools = [
             ClusterPool(el[r.labels[el] == c], r.distances, r.key, reasons, r.ratios[c].ratio)
             for c in range(k)
@@ -516,7 +519,7 @@ class Curator:
             alloc.tau,
             alloc.eta,
             alloc.surprise,
-            surprise_shares(r.key, r.labels, selectable, budget, k),
+            surprise_shares(r.key, r.labels, r.selectable, budget, k),
         )
         capacity = np.array([p.remaining for p in pools], dtype=np.int64)
         quotas = allocate(budget, weights, capacity)
@@ -525,10 +528,14 @@ class Curator:
 
 
 
-def _affinity_report(affinity: np.ndarray, pools: list[ClusterPool]) -> dict[str, float]:
+def _chosen(pools: list[ClusterPool]) -> list[int]:
+    """The selected candidates (centers and edges), cluster by cluster."""
+    return [i for p in pools for i in (*p.centers, *p.edges)]
+
+
+def _affinity_report(affinity: np.ndarray, chosen: list[int]) -> dict[str, float]:
     """Mean reference affinity of the eligible candidates and of the selection: how far the
     selection moved toward the real reference's words."""
-    chosen = [i for p in pools for i in (*p.centers, *p.edges)]
     known = affinity[np.isfinite(affinity)]
     return {
         "candidates": round(float(known.mean()), 4) if len(known) else 0.0,
@@ -536,13 +543,16 @@ def _affinity_report(affinity: np.ndarray, pools: list[ClusterPool]) -> dict[str
     }
 
 
-def _divergence_report(r: _Round, model: ReferenceAffinity) -> dict[str, float]:
+def _divergence_report(r: _Round, model: ReferenceAffinity, chosen: list[int]
+                       ) -> dict[str, float | None]:
     """KL(reference || texts) over hashed n-grams of the selection and of as many candidates
-    drawn at random: the KL of a set depends on its size, so the selection is compared with a
-    random pick of its own size, not with the whole pool."""
+    drawn at random from those it was chosen from (no rule rejected them): the KL of a set
+    depends on its size, so the selection is compared with a random pick of its own size, not
+    with the whole pool. None for both when nothing was selected."""
+    if not chosen:
+        return {"selected": None, "random": None}
     el = r.cands.eligible  # the candidates ``model`` was fitted on, in this order
-    chosen = [i for p in r.pools for i in (*p.centers, *p.edges)]
-    drawn = np.random.default_rng(r.seed).choice(el, len(chosen), replace=False)
+    drawn = np.random.default_rng(r.seed).choice(r.selectable, len(chosen), replace=False)
     return {
         "selected": round(model.divergence(np.searchsorted(el, chosen)), 4),
         "random": round(model.divergence(np.searchsorted(el, drawn)), 4),

@@ -4,19 +4,20 @@ The static affinity (:mod:`curation.affinity`) scores every candidate against th
 n-gram models, so forty candidates sharing a phrase that the generator under-says all score high
 and all are taken, and the next generation over-says it. Here the key is built greedily, as a
 step of matching the selection's n-gram distribution to the reference's: each step takes the
-candidate with the lowest :func:`curation.select.edge_key` (its confidence's rank mixed with its
-affinity's), then counts what it took into the candidates' model, so an n-gram the selection
-already has is worth less to the next step. What has been taken counts ``kappa`` times (the
-pool's n-grams over the budget's expected n-grams): by the last step the selection weighs as
-much as the whole pool did at the first. The same steps match the selection's embeddings to the
-reference's (:mod:`curation.herding`), when the round gives the embedding view a share of the
-affinity's rank: n-grams see the words, embeddings see what a text is about.
+candidate with the lowest key (its confidence's rank mixed with its affinity's,
+:func:`curation.select.ranked_edge_key`), then counts what it took into the candidates' model,
+so an n-gram the selection already has is worth less to the next step. What has been taken
+counts ``kappa`` times (the pool's n-grams over the budget's expected n-grams): by the last step
+the selection weighs as much as the whole pool did at the first. The same steps match the
+selection's embeddings to the reference's (:mod:`curation.herding`), when the round gives the
+embedding view a share of the affinity's rank: n-grams see the words, embeddings see what a text
+is about.
 
-On the collapse benchmark (fortunes, 3 seeds, on the CPU of that run) n-gram matching lowered
-final held-out perplexity in every seed against the static affinity (479/538/479 against
-494/543/481) and raised the last generation's bigram diversity (distinct-2 0.814 against 0.791;
-at 1,000 bigrams 0.944 against 0.933, real text 0.943); it lowered tail coverage (0.34 against
-0.42), which the embedding view brought back (bench/results/collapse.md).
+On the collapse benchmark (fortunes, 3 seeds, bench/results/collapse.md) n-gram matching
+lowered final held-out perplexity in every seed against no reference matching at all
+(`dces_ngram_only` 483 / 519 / 460 against `dces_no_match` 512 / 562 / 484), at lower bigram
+diversity (distinct-2 0.800 against 0.848) and tail coverage (0.333 against 0.348); the
+embedding view (the default) brought both back (0.858, 0.420) at +1 to +5 perplexity a seed.
 """
 
 from __future__ import annotations
@@ -35,15 +36,15 @@ if TYPE_CHECKING:
 
 # Above this many steps, each step takes several candidates: a step costs one pass over the
 # candidates' n-grams and one ranking of them, and a 30,000-sample budget does not need 30,000
-# of them. bench/matching_scale.md: with n-grams alone the order costs 0.7x hashing the round's
-# texts at 1,200 candidates, 2.1x at 10,000 and 3.6x at 50,000; with embedding herding too
-# 1.4x, 8.4x and 20x (17 s at 50,000 on the 2-core machine, where embedding them takes ~225 s).
+# of them. bench/results/matching_scale.md: with n-grams alone the order costs 0.7x hashing
+# the round's texts at 1,200 candidates, 2.1x at 10,000 and 3.6x at 50,000; with embedding
+# herding too 1.4x, 8.4x and 20x (17 s at 50,000 on the 2-core machine).
 MAX_STEPS = 512
 
 
 class ReferenceMatching:
     """Greedy order of the candidates; ``weight`` is the affinity's share of the key
-    (:func:`curation.select.edge_key`), ``budget`` how many the round will take. With an
+    (:func:`curation.select.ranked_edge_key`), ``budget`` how many the round will take. With an
     :class:`~curation.herding.EmbeddingHerding`, ``embedding_share`` of the affinity's rank is
     the herding gain's (the selection's embeddings matched to the reference's), the rest the
     n-gram affinity's.
@@ -69,7 +70,8 @@ class ReferenceMatching:
         """Every candidate's position in the greedy order as a fraction of the round, lowest
         first; only ``allowed`` candidates (a boolean mask) are taken, the others follow all of
         them. ``affinity`` (and ``herding``, when given) are fitted on the reference and on the
-        candidates, in this order; ``herding`` counts every choice made here."""
+        candidates, in this order; ``herding`` counts every choice made here
+        when it has a share of the key."""
         counts = affinity.candidate_rows_
         n = counts.shape[0]
         if not np.isfinite(confidence[allowed]).all():
@@ -93,7 +95,7 @@ class ReferenceMatching:
             chosen = _lowest(mix, min(self.per_step_, take - placed))
             position[chosen] = placed + np.arange(len(chosen))
             open_[chosen] = False
-            if herding is not None:
+            if herding is not None and self.embedding_share > 0:
                 herding.take(chosen)
             taken += np.asarray(counts[chosen].sum(axis=0)).ravel()
             placed += len(chosen)

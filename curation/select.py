@@ -1,16 +1,16 @@
 """Center/edge selection inside one cluster.
 
-Two orders over the same selectable members. **Centers** are representative: the members ranked
-by distance to the centroid and by surprise (low mean token log-probability under the generator),
-best mean rank first. **Edges** are diverse and surprising: the least confident first (the
-farthest first when no confidence is known). With a reference, "surprise" is the mean of the
-confidence's rank and the reference affinity's (:func:`edge_key`): surprising *and* real-like,
-re-measured after every choice by :mod:`curation.matching`. The surprising tail is exactly what
-top-p sampling
-removes each generation, and keeping it is what slowed collapse on the benchmark (`ppl_high` beat
+Two orders over the same selectable members, both by the round's **edge key** (lowest first):
+without a reference, the generator's confidence (mean token log-probability, the least
+confident first); with one, the candidate's place in the greedy reference matching
+(:mod:`curation.matching`: surprising *and* real-like, re-measured after every choice).
+**Centers** are representative: the members ranked by distance to the centroid and by the key,
+best mean rank first. **Edges** are diverse and surprising: the lowest key first (the farthest
+first when no confidence is known). The surprising tail is exactly what top-p sampling removes
+each generation, and keeping it is what slowed collapse on the benchmark (`ppl_high` beat
 random by a third); centers chosen for *confidence*, as the design first had it, cost held-out
-perplexity (561 vs 543 final, 3 seeds, bench/results/collapse-explore1.md), and selecting toward
-centroids narrows the distribution (Qiao et al. 2026).
+perplexity (bench/results/collapse-explore1.md), and selecting toward centroids narrows the
+distribution (Qiao et al. 2026).
 
 Before either order, near-duplicates (SemDeDup's rule, the most representative copy kept),
 distance outliers and implausible texts (the far tail of the round's own confidence
@@ -29,7 +29,7 @@ import numpy as np
 
 class ClusterPool:
     """The selectable members of one cluster and what has been taken or rejected so far;
-    ``key`` is every candidate's edge key (:func:`edge_key`)."""
+    ``key`` is every candidate's edge key (the module doc; NaN where unknown)."""
 
     def __init__(
         self,
@@ -95,27 +95,12 @@ def _edge_order(distances: np.ndarray, key: np.ndarray) -> np.ndarray:
     return np.lexsort((-distances, key))
 
 
-def edge_key(confidence: np.ndarray, affinity: np.ndarray | None, weight: float) -> np.ndarray:
-    """What the orders above (and the surprise quotas) take samples by, lowest first.
-
-    Without a reference (``affinity`` None) or at ``weight`` 0: the confidence itself, the least
-    confident first. Otherwise the weighted mean of two ranks, as fractions of the round: the
-    confidence's (least confident first) and the reference affinity's (highest first,
-    :mod:`curation.affinity`). Ranks, because a log-probability and a log ratio share no scale.
-    NaN everywhere when any confidence is unknown: the orders then go by distance alone.
-    """
-    if affinity is None or weight <= 0 or not len(confidence):
-        return confidence
-    if np.isnan(confidence).any():
-        return np.full(len(confidence), np.nan)
-    return ranked_edge_key(ranks(confidence), ranks(-affinity), weight)
-
-
 def ranked_edge_key(confidence_ranks: np.ndarray, affinity_ranks: np.ndarray, weight: float
                     ) -> np.ndarray:
-    """:func:`edge_key` from ranks (the affinity's highest first): a caller that re-measures the
-    affinity at every step and ranks more than one view of it (:mod:`curation.matching`) ranks
-    the confidence once."""
+    """The weighted mean of two ranks as fractions of the round, lowest first: the
+    confidence's (least confident first) and the reference affinity's (highest first).
+    Ranks, because a log-probability and a log ratio share no scale; :mod:`curation.matching`
+    ranks the confidence once a round and the affinity at every step."""
     mixed = (1.0 - weight) * confidence_ranks + weight * affinity_ranks
     return mixed / max(len(confidence_ranks) - 1, 1)
 

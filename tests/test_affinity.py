@@ -1,4 +1,4 @@
-"""Reference affinity (DSIR's hashed n-gram importance) and the edge key that ranks it together
+"""Reference affinity (DSIR's hashed n-gram importance) and the rank mix that puts it together
 with the generator's confidence. Real fortunes; the over-used phrase is what a collapsing
 generator does."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from curation.affinity import ReferenceAffinity
-from curation.select import edge_key
+from curation.select import ranked_edge_key, ranks
 
 OVERUSED = "You will be successful in your work, you will be successful in your life."
 
@@ -43,21 +43,13 @@ def test_a_text_without_words_scores_zero(fortunes: list[dict]) -> None:
     assert affinity.score(["", "   "]).tolist() == [0.0, 0.0]
 
 
-def test_edge_key_is_the_confidence_without_a_reference() -> None:
-    confidence = np.array([-3.0, -1.0, -2.0])
-    assert edge_key(confidence, None, 0.5) is confidence
-    assert edge_key(confidence, np.array([1.0, 2.0, 3.0]), 0.0) is confidence
-
-
-def test_edge_key_ranks_surprise_and_affinity_together() -> None:
+def test_the_key_ranks_surprise_and_affinity_together() -> None:
     confidence = np.array([-5.0, -4.0, -3.0, -2.0])  # the first is the most surprising
     affinity = np.array([-1.0, 2.0, 1.0, 0.0])  # the second is the most real-like
-    key = edge_key(confidence, affinity, 0.5)
+    key = ranked_edge_key(ranks(confidence), ranks(-affinity), 0.5)
     # Ranks (lowest first) 0,1,2,3 and 3,0,1,2: means 1.5, 0.5, 1.5, 2.5, over n - 1 = 3.
     assert np.allclose(key, [0.5, 1 / 6, 0.5, 2.5 / 3])
-    assert np.allclose(edge_key(confidence, affinity, 1.0), [1.0, 0.0, 1 / 3, 2 / 3])
-
-
-def test_edge_key_is_unknown_when_any_confidence_is() -> None:
-    key = edge_key(np.array([-1.0, np.nan]), np.array([0.0, 1.0]), 0.5)
-    assert np.isnan(key).all()
+    assert np.allclose(ranked_edge_key(ranks(confidence), ranks(-affinity), 1.0),
+                       [1.0, 0.0, 1 / 3, 2 / 3])
+    assert np.allclose(ranked_edge_key(ranks(confidence), ranks(-affinity), 0.0),
+                       [0.0, 1 / 3, 2 / 3, 1.0])

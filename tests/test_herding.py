@@ -86,3 +86,23 @@ def test_blocks_and_the_reference_sample_change_nothing_but_the_cost(
                                                                    1.0)
     assert not np.array_equal(whole.attraction_, other_sample.attraction_)
     assert _herd(whole, 20) == _herd(blocked, 20)
+
+
+@pytest.mark.parametrize("radius_sq", [0.0, 1e-4])
+def test_a_reference_with_no_spread_still_gives_the_kernel_a_scale(
+    fortunes: list[dict], embedder, radius_sq: float
+) -> None:
+    """Copies of one reference text sit on (or next to) their centroid: a kernel that narrow
+    would vanish for every candidate. The bandwidth then comes from the candidates' distances
+    to the reference, and the gains rank the candidates nearest that text first."""
+    vectors = embedder.encode([f["text"] for f in fortunes[:60]])
+    reference = np.repeat(vectors[:1], 30, axis=0)
+    herding = EmbeddingHerding().fit(vectors[1:], reference, radius_sq)
+    sq = 2.0 - 2.0 * vectors[1:] @ vectors[0]
+    assert herding.bandwidth_ == pytest.approx(0.5 * float(np.median(sq)), rel=1e-4)
+    assert np.isfinite(herding.gain()).all()
+    assert int(np.argmax(herding.gain())) == int(np.argmin(sq))
+    copies = EmbeddingHerding().fit(reference[:5], reference, 0.0)  # nothing tells them apart
+    assert copies.bandwidth_ == 1.0 and np.isfinite(copies.gain()).all()
+    spread_out = EmbeddingHerding().fit(vectors[1:], vectors[30:], 0.4)  # the clusters' scale
+    assert spread_out.bandwidth_ == pytest.approx(0.2)

@@ -9,7 +9,7 @@ import pytest
 from curation.affinity import ReferenceAffinity
 from curation.herding import EmbeddingHerding
 from curation.matching import ReferenceMatching
-from curation.select import edge_key
+from curation.select import ranked_edge_key, ranks
 
 PHRASE = "Money will come to you, and you will know what to do with it."
 
@@ -26,13 +26,18 @@ def _round(fortunes: list[dict]) -> tuple[list[str], list[str], np.ndarray, np.n
     return reference, candidates, confidence, repeats
 
 
+def _static_key(confidence: np.ndarray, affinity: np.ndarray, weight: float) -> np.ndarray:
+    """The key with every candidate's affinity measured once, before any choice."""
+    return ranked_edge_key(ranks(confidence), ranks(-affinity), weight)
+
+
 def test_matching_takes_fewer_copies_of_a_phrase_than_the_static_affinity(
     fortunes: list[dict],
 ) -> None:
     reference, candidates, confidence, repeats = _round(fortunes)
     affinity = ReferenceAffinity().fit(reference, candidates)
     # The affinity alone (weight 1): the confidence would blur what is measured here.
-    static = edge_key(confidence, affinity.score(candidates), 1.0)
+    static = _static_key(confidence, affinity.score(candidates), 1.0)
     matching = ReferenceMatching(1.0, 60)
     key = matching.key(affinity, confidence, np.ones(len(candidates), dtype=bool))
     static_taken = int(repeats[np.argsort(static)[:60]].sum())
@@ -47,7 +52,7 @@ def test_matching_takes_fewer_copies_of_a_phrase_than_the_static_affinity(
     # With the confidence in the key (the default weight), matching still takes fewer.
     mixed = ReferenceMatching(0.5, 60).key(affinity, confidence,
                                           np.ones(len(candidates), dtype=bool))
-    mixed_static = edge_key(confidence, affinity.score(candidates), 0.5)
+    mixed_static = _static_key(confidence, affinity.score(candidates), 0.5)
     assert repeats[np.argsort(mixed)[:60]].sum() < repeats[np.argsort(mixed_static)[:60]].sum()
 
 
@@ -92,11 +97,11 @@ def test_the_embedding_view_joins_the_key_by_its_share(fortunes: list[dict], emb
         return EmbeddingHerding().fit(vectors, ref_vectors, 1.0)
 
     ngrams_only = ReferenceMatching(0.5, 60).key(affinity, confidence, allowed)
-    # At share 0 the herding view is fitted and counts the choices but does not move the key.
+    # At share 0 the herding view neither moves the key nor is kept up to date (no cost).
     unused = herding()
     assert np.array_equal(ReferenceMatching(0.5, 60, 0.0).key(affinity, confidence, allowed,
                                                               unused), ngrams_only)
-    assert unused.taken_ == 60
+    assert unused.taken_ == 0
     both = ReferenceMatching(0.5, 60, 0.5).key(affinity, confidence, allowed, herding())
     assert not np.array_equal(both, ngrams_only)
     # At weight 1 and share 1 the order is herding's own: each step the highest gain left.

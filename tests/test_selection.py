@@ -208,3 +208,16 @@ def test_with_a_reference_edges_are_surprising_and_real_like(
     assert alone.scores["reference_weight"] is None and "affinity" not in alone.scores
     plain, _ = curator.curate(pool, 150)  # no reference: the confidence alone
     assert plain.scores["reference_weight"] is None
+
+
+def test_a_reference_of_one_repeated_text_gives_herding_a_usable_kernel(
+    curator: Curator, fortunes: list[dict]
+) -> None:
+    """Copies of one text make a cluster with (almost) no radius: a kernel that narrow would
+    vanish for every candidate; the bandwidth comes from the candidates' distances instead."""
+    reference = [{"id": f"r{i}", "text": fortunes[0]["text"]} for i in range(40)]
+    with np.errstate(divide="raise", invalid="raise"):
+        result, _ = curator.curate(scored(fortunes[100:400]), 60, reference=reference)
+    assert result.selected == 60
+    assert 0.2 < result.scores["matching"]["herding_bandwidth"] < 2
+    assert all(v is not None for v in result.scores["matching"]["kl_to_reference"].values())

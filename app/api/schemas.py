@@ -307,8 +307,8 @@ class RoundOut(BaseModel):
                     "reference 'matching' (its steps, candidates per step, kappa, the "
                     "'embedding_share' of the affinity given to embedding herding and the "
                     "herding kernel's 'herding_bandwidth', and 'kl_to_reference' of the "
-                    "selection and of as many candidates drawn at random, over hashed "
-                    "n-grams).")
+                    "selection and of as many candidates drawn at random from those no rule "
+                    "rejected, over hashed n-grams; null when nothing was selected).")
     timings: dict[str, float]
 
 
