@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 # (key, label, +1 higher is better / -1 lower is better / 0 neither)
 METRICS: list[tuple[str, str, int]] = [
@@ -116,6 +117,29 @@ def per_seed_table(groups: dict[str, list[dict[str, Any]]], key: str) -> list[st
             f"{len(seeds)} seeds")
         lines.append(f"| {name} | " + " | ".join(f"{values[s]:.1f}" for s in seeds)
                      + f" | {wins} |")
+    return lines
+
+
+def paired_table(groups: dict[str, list[dict[str, Any]]], key: str) -> list[str]:
+    """Each DCES variant against each baseline (and each ablation against the default `dces`),
+    paired by seed: in how many seeds it is lower, and the mean relative difference with its 95%
+    interval (Student's t over the seeds' paired differences). The interval is what a few seeds
+    can say; a verdict needs it to exclude 0."""
+    final = {name: {c["seed"]: c["generations"][-1][key] for c in chains}
+             for name, chains in groups.items()}
+    baselines = [b for b in BASELINES if b in final and b != "ppl_low"]
+    lines = ["| DCES variant | baseline | lower in | mean difference | 95% interval |",
+             "|---|---|---|---|---|"]
+    for name in (n for n in final if n.startswith("dces")):
+        for base in [*baselines, *(["dces"] if name != "dces" and "dces" in final else [])]:
+            seeds = sorted(set(final[name]) & set(final[base]))
+            diff = np.array([final[name][s] / final[base][s] - 1.0 for s in seeds])
+            mean = float(diff.mean())
+            half = (float(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1)
+                          / np.sqrt(len(diff))) if len(diff) > 1 else float("nan"))
+            interval = "-" if np.isnan(half) else f"{mean - half:+.1%} to {mean + half:+.1%}"
+            lines.append(f"| {name} | {base} | {int((diff < 0).sum())} of {len(seeds)} seeds | "
+                         f"{mean:+.1%} | {interval} |")
     return lines
 
 
@@ -317,6 +341,7 @@ def markdown(results: dict[str, Any]) -> str:
                 *final_table(groups, results["real"]), "",
                 "### Final held-out perplexity by seed (paired)", "",
                 *per_seed_table(groups, "heldout_perplexity"), "",
+                *paired_table(groups, "heldout_perplexity"), "",
                 "### Held-out perplexity by generation", "",
                 *trajectory_table(groups, "heldout_perplexity"), "",
                 "### Tail coverage by generation", "",
@@ -396,6 +421,13 @@ def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
     return paths
 
 
+def _machine(m: dict[str, Any]) -> str:
+    """Cores, and the CPU where it was recorded: training's floating point differs between CPUs,
+    so the same seeds follow other trajectories on another one."""
+    cpu = f" ({m['cpu']}; {', '.join(m['simd']) or 'no AVX'})" if "simd" in m else ""
+    return f"{m['cores']} cores{cpu}"
+
+
 if __name__ == "__main__":
     import sys
 
@@ -406,9 +438,3 @@ if __name__ == "__main__":
         for written in rerender(Path(arg)):
             print(f"wrote {written}")
 
-
-def _machine(m: dict[str, Any]) -> str:
-    """Cores, and the CPU where it was recorded: training's floating point differs between CPUs,
-    so the same seeds follow other trajectories on another one."""
-    cpu = f" ({m['cpu']}; {', '.join(m['simd']) or 'no AVX'})" if "simd" in m else ""
-    return f"{m['cores']} cores{cpu}"

@@ -1,0 +1,73 @@
+"""Joining collapse results: more seeds from separate runs, only when the runs are comparable.
+The inputs are the recorded fortunes results; the later seeds are that file's chains renamed,
+which is all the join looks at."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.collapse.merge import main, merge
+
+RECORDED = Path(__file__).resolve().parent.parent / "bench" / "results" / "collapse.json"
+
+
+def _recorded() -> dict[str, Any]:
+    return json.loads(RECORDED.read_text())
+
+
+def _later_seeds(results: dict[str, Any], shift: int) -> dict[str, Any]:
+    later = copy.deepcopy(results)
+    for run in later["runs"]:
+        run["seed"] += shift
+    later["config"]["first_seed"] = shift
+    return later
+
+
+def test_runs_of_separate_seeds_join_into_one_report(tmp_path: Path) -> None:
+    first = _recorded()
+    later = tmp_path / "later.json"
+    later.write_text(json.dumps(_later_seeds(first, 3)))
+    assert main([str(RECORDED), str(later), "--name", "joined", "--out", str(tmp_path),
+                 "--strategies", "ppl_high", "dces"]) == 0
+    joined = json.loads((tmp_path / "joined.json").read_text())
+    assert joined["config"]["seeds"] == 6 and joined["config"]["strategies"] == ["ppl_high",
+                                                                                 "dces"]
+    assert sorted({r["seed"] for r in joined["runs"]}) == [0, 1, 2, 3, 4, 5]
+    report = (tmp_path / "joined.md").read_text()
+    assert "| dces | ppl_high | 4 of 6 seeds |" in report  # 2 of 3, twice
+    assert (tmp_path / "joined-replace.png").stat().st_size > 0
+
+
+def test_a_seed_in_two_files_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"seed 0 of .* more than one file"):
+        merge([_recorded(), _recorded()], "twice", None)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "what"),
+    [
+        (("machine", "cpu"), "AMD EPYC", "machine.cpu"),
+        (("config", "top_p"), 1.0, "config"),
+        (("setup", "corpus"), "wordnet", "setup"),
+    ],
+)
+def test_runs_that_are_not_comparable_are_refused(path: tuple[str, str], value: object,
+                                                  what: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    other = _later_seeds(_recorded(), 3)
+    other[path[0]][path[1]] = value
+    later = tmp_path / "later.json"
+    later.write_text(json.dumps(other))
+    assert main([str(RECORDED), str(later), "--name", "x", "--out", str(tmp_path)]) == 2
+    assert f"{what}: the files differ" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_strategies_none_of_which_ran_are_refused() -> None:
+    with pytest.raises(ValueError, match="strategies: none of"):
+        merge([_recorded()], "none", ["dces_replay"])
