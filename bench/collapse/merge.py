@@ -1,7 +1,7 @@
 """Join the runs of several collapse results into one, for more seeds than one run had time for.
 
-    python -m bench.collapse.merge --name collapse-6seeds --strategies ppl_high dces \\
-        bench/results/collapse.json /var/tmp/s13/collapse-seeds345.json
+    python -m bench.collapse.merge bench/results/collapse.json more-seeds.json \\
+        --name collapse-6seeds --strategies ppl_high dces
 
 Runs are joined only when they are comparable: the same corpus and data split, the same
 benchmark settings but the seeds and strategies, and the same CPU (training's floating point
