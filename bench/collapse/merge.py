@@ -25,9 +25,10 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 PER_RUN = {"strategies", "seeds", "first_seed", "jobs", "monitor"}
 
 
-def merge(results: list[dict[str, Any]], name: str, strategies: list[str] | None
-          ) -> dict[str, Any]:
-    """One results dict holding every run of ``results`` (of ``strategies``, when given)."""
+def merge(results: list[dict[str, Any]], name: str, strategies: list[str] | None,
+          note: str = "") -> dict[str, Any]:
+    """One results dict holding every run of ``results`` (of ``strategies``, when given);
+    ``note`` follows the record of what was joined."""
     first = results[0]
     shared = {k: v for k, v in first["config"].items() if k not in PER_RUN}
     for other in results[1:]:
@@ -58,7 +59,7 @@ def merge(results: list[dict[str, Any]], name: str, strategies: list[str] | None
                    "first_seed": seeds[0]},
         "runs": runs,
         "note": f"Joined by bench.collapse.merge from {len(results)} runs: seeds "
-                f"{', '.join(map(str, seeds))}.",
+                f"{', '.join(map(str, seeds))}. {note}".strip(),
     }
 
 
@@ -75,10 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", required=True, help="file name stem of the joined results")
     p.add_argument("--strategies", nargs="+", help="keep only these strategies' runs")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--note", default="", help="what the joined results are for")
     args = p.parse_args(argv)
     try:
         joined = merge([json.loads(f.read_text()) for f in args.files], args.name,
-                       args.strategies)
+                       args.strategies, args.note)
     except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
         print(f"bench.collapse.merge: error: {exc}", file=sys.stderr)
         return 2
