@@ -1,5 +1,5 @@
-"""Real human-written text for benchmarks, by category: Debian's `fortunes` (entries by file)
-and `wordnet-base` (glosses by lexicographer file)."""
+"""Real human-written text for benchmarks, by category: Debian's `fortunes` (entries by file),
+`wordnet-base` (glosses by lexicographer file) and `bible-kjv` (King James verses by book)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from pathlib import Path
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 WORDNET_DIR = Path("/usr/share/wordnet")
+BIBLE = Path("/usr/bin/bible")  # bible-kjv's reader of bible-kjv-text's verses
+# A verse as `bible -f` prints it: book abbreviation, chapter:verse, text ("2Jn1:3 Grace be ...").
+_VERSE = re.compile(r"^(\d?[A-Za-z]+)(\d+):(\d+) (.*)$")
 # WordNet's 45 lexicographer files (the `lexnames` file, which Debian's package does not ship).
 LEXNAMES = [
     "adj.all",
@@ -69,9 +72,10 @@ class Fortune:
     category: str
 
 
-def ensure_package(package: str, directory: Path) -> None:
-    """Install a Debian package when its data directory is missing (the benchmarks need it)."""
-    if directory.is_dir() and any(directory.iterdir()):
+def ensure_package(package: str, data: Path) -> None:
+    """Install a Debian package when its data (a file, or a directory with files) is missing
+    (the benchmarks need it)."""
+    if data.is_file() or (data.is_dir() and any(data.iterdir())):
         return
     print(f"bench: installing Debian package {package!r} (apt-get)", flush=True)
     subprocess.run(["apt-get", "update", "-qq"], check=True)
@@ -106,6 +110,20 @@ def load_wordnet_senses() -> list[Fortune]:
     return [Fortune(f"{pos}-{offset}-{lemma}", f"{lemma.replace('_', ' ')}: {gloss}", category)
             for pos, offset, category, lemmas, gloss in _wordnet_synsets()
             for lemma in lemmas]
+
+
+def load_bible(min_chars: int = 20, max_chars: int = 600) -> list[Fortune]:
+    """Every King James verse, with its book as category: 66 categories from Psalms' 2,461
+    verses down to 2 John's 13, a third corpus of another register than the other two."""
+    ensure_package("bible-kjv", BIBLE)
+    printed = subprocess.run([str(BIBLE), "-f", "Gen1:1-Rev22:21"], check=True,
+                             capture_output=True, text=True).stdout
+    out: list[Fortune] = []
+    for line in printed.splitlines():
+        if (verse := _VERSE.match(line)) and min_chars <= len(verse[4]) <= max_chars:
+            book, chapter, number, text = verse.groups()
+            out.append(Fortune(f"{book}-{chapter}-{number}", " ".join(text.split()), book))
+    return out
 
 
 def _wordnet_synsets() -> list[tuple[str, str, str, list[str], str]]:

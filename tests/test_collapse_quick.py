@@ -112,6 +112,14 @@ def test_dces_never_sees_the_ground_truth() -> None:
     assert not {"kl_to_real", "tail_mass", "tail_coverage"} & set(FEEDBACK_METRICS)
 
 
+def test_bible_verses_come_with_their_book() -> None:
+    verses = load_corpus("bible")
+    books = {v.category for v in verses}
+    assert len(books) == 66 and len(verses) > 30_000
+    first = next(v for v in verses if v.id == "Ge-1-1")
+    assert first.text.startswith("In the beginning God created") and first.category == "Ge"
+
+
 def test_wordnet_glosses_come_with_their_lexicographer_file() -> None:
     glosses = load_corpus("wordnet")
     assert len(glosses) > 100_000

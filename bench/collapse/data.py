@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.corpora import Fortune, load_fortunes, load_wordnet
+from bench.corpora import Fortune, load_bible, load_fortunes, load_wordnet
 
-CORPORA = {"fortunes": load_fortunes, "wordnet": load_wordnet}
+CORPORA = {"fortunes": load_fortunes, "wordnet": load_wordnet, "bible": load_bible}
 
 SPLIT_SEED = 20240607
 
