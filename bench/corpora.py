@@ -113,8 +113,9 @@ def load_wordnet_senses() -> list[Fortune]:
 
 
 def load_bible(min_chars: int = 20, max_chars: int = 600) -> list[Fortune]:
-    """Every King James verse, with its book as category: 66 categories from Psalms' 2,461
-    verses down to 2 John's 13, a third corpus of another register than the other two."""
+    """Every King James verse of ``min_chars``-``max_chars`` characters (all but four), with its
+    book as category: 66 categories from Psalms' 2,461 verses down to 2 John's 13, a third
+    corpus of another register than the other two."""
     ensure_package("bible-kjv", BIBLE)
     printed = subprocess.run([str(BIBLE), "-f", "Gen1:1-Rev22:21"], check=True,
                              capture_output=True, text=True).stdout

@@ -68,6 +68,25 @@ def test_runs_that_are_not_comparable_are_refused(path: tuple[str, str], value: 
     assert not (tmp_path / "x.json").exists()
 
 
+def test_strategies_that_ran_other_seeds_are_refused() -> None:
+    later = _later_seeds(_recorded(), 3)
+    later["runs"] = [r for r in later["runs"] if r["strategy"] == "dces"]
+    with pytest.raises(ValueError, match=r"seeds: every strategy kept must have run the same"):
+        merge([_recorded(), later], "uneven", ["ppl_high", "dces"])
+
+
+def test_runs_from_another_generation_0_are_refused() -> None:
+    recorded = _recorded()
+    baseline = {**recorded, "runs": [r for r in recorded["runs"] if r["strategy"] == "ppl_high"]}
+    other = copy.deepcopy(recorded)
+    other["runs"] = [r for r in other["runs"] if r["strategy"] == "dces"]
+    other["runs"][0]["generations"][0]["heldout_perplexity"] += 0.1
+    with pytest.raises(ValueError, match=r"generation 0 differs between the files"):
+        merge([baseline, other], "other-start", ["ppl_high", "dces"])
+    same_start = {**other, "runs": [r for r in recorded["runs"] if r["strategy"] == "dces"]}
+    assert len(merge([baseline, same_start], "ok", None)["runs"]) == 6
+
+
 def test_strategies_none_of_which_ran_are_refused() -> None:
     with pytest.raises(ValueError, match="strategies: none of"):
         merge([_recorded()], "none", ["dces_replay"])

@@ -4,10 +4,12 @@
         --name collapse-6seeds --strategies ppl_high dces
 
 Runs are joined only when they are comparable: the same corpus and data split, the same
-benchmark settings but the seeds and strategies, and the same CPU (training's floating point
-differs between CPUs, bench/results/collapse-screen-*-xeon.json). A seed may appear in one file
-only, so that no chain counts twice. The joined results are written (JSON, Markdown, PNG) with
-the per-seed and paired tables of :mod:`bench.collapse.report` over every seed.
+benchmark settings but the seeds and strategies, the same CPU (training's floating point differs
+between CPUs, bench/results/collapse-screen-*-xeon.json) and, seed by seed, the same generation 0
+(its held-out perplexity to the digit: the runs started from the same model). Each chain (regime,
+seed, strategy) may come from one file only, so that none counts twice, and every strategy kept
+must have run the same seeds, so that the per-seed and paired tables of
+:mod:`bench.collapse.report` compare like with like.
 """
 
 from __future__ import annotations
@@ -36,18 +38,12 @@ def merge(results: list[dict[str, Any]], name: str, strategies: list[str] | None
         _same("config", shared, {k: v for k, v in other["config"].items() if k not in PER_RUN})
         _same("machine.cpu", (first["machine"]["cpu"], first["machine"].get("simd")),
               (other["machine"]["cpu"], other["machine"].get("simd")))
-    runs = [r for res in results for r in res["runs"]
+    kept = [(i, r) for i, res in enumerate(results) for r in res["runs"]
             if strategies is None or r["strategy"] in strategies]
-    seen: dict[tuple[str, int, str], int] = {}
-    for i, res in enumerate(results):
-        for r in res["runs"]:
-            chain = (r["regime"], r["seed"], r["strategy"])
-            if chain in seen and seen[chain] != i:
-                raise ValueError(f"seed {r['seed']} of {r['strategy']} ({r['regime']}) is in "
-                                 f"more than one file: a chain may count once")
-            seen[chain] = i
-    if not runs:
+    if not kept:
         raise ValueError(f"strategies: none of {strategies} is in the files")
+    _check_chains(kept)
+    runs = [r for _, r in kept]
     chosen = list(dict.fromkeys(r["strategy"] for r in runs))
     seeds = sorted({r["seed"] for r in runs})
     return {
@@ -61,6 +57,29 @@ def merge(results: list[dict[str, Any]], name: str, strategies: list[str] | None
         "note": f"Joined by bench.collapse.merge from {len(results)} runs: seeds "
                 f"{', '.join(map(str, seeds))}. {note}".strip(),
     }
+
+
+def _check_chains(kept: list[tuple[int, dict[str, Any]]]) -> None:
+    """Each chain from one file; one generation 0 per seed; the same seeds for every strategy
+    of a regime. ``kept`` pairs each run with the index of its file."""
+    source: dict[tuple[str, int, str], int] = {}
+    gen0: dict[int, float] = {}
+    seeds: dict[tuple[str, str], set[int]] = {}
+    for i, r in kept:
+        chain = (r["regime"], r["seed"], r["strategy"])
+        if source.setdefault(chain, i) != i:
+            raise ValueError(f"seed {r['seed']} of {r['strategy']} ({r['regime']}) is in more "
+                             f"than one file: a chain may count once")
+        ppl = r["generations"][0]["heldout_perplexity"]
+        if gen0.setdefault(r["seed"], ppl) != ppl:
+            raise ValueError(f"seed {r['seed']}: generation 0 differs between the files "
+                             f"(held-out perplexity {gen0[r['seed']]} against {ppl}), so their "
+                             f"runs did not start from the same model")
+        seeds.setdefault((r["regime"], r["strategy"]), set()).add(r["seed"])
+    if len({frozenset(s) for s in seeds.values()}) > 1:
+        found = "; ".join(f"{strategy} ({regime}): {sorted(s)}"
+                          for (regime, strategy), s in seeds.items())
+        raise ValueError(f"seeds: every strategy kept must have run the same seeds, got {found}")
 
 
 def _same(what: str, a: object, b: object) -> None:

@@ -112,7 +112,7 @@ def per_seed_table(groups: dict[str, list[dict[str, Any]]], key: str) -> list[st
     lines = ["| strategy | " + " | ".join(f"seed {s}" for s in seeds)
              + f" | lower than {', '.join(baselines)} in |", "|" + "---|" * (len(seeds) + 2)]
     for name, values in final.items():
-        wins = "" if not name.startswith("dces") else (
+        wins = "" if not name.startswith("dces") or not baselines else (
             f"{sum(all(values[s] < final[b][s] for b in baselines) for s in seeds)} of "
             f"{len(seeds)} seeds")
         lines.append(f"| {name} | " + " | ".join(f"{values[s]:.1f}" for s in seeds)
@@ -134,6 +134,8 @@ def paired_table(groups: dict[str, list[dict[str, Any]]], key: str) -> list[str]
         for base in [*baselines, *(["dces"] if name != "dces" and "dces" in final else [])]:
             seeds = sorted(set(final[name]) & set(final[base]))
             diff = np.array([final[name][s] / final[base][s] - 1.0 for s in seeds])
+            if not len(diff) or not np.isfinite(diff).all():
+                continue  # no seed in common, or a run that diverged: nothing to pair
             mean = float(diff.mean())
             half = (float(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1)
                           / np.sqrt(len(diff))) if len(diff) > 1 else float("nan"))
