@@ -101,13 +101,19 @@ def trajectory_table(groups: dict[str, list[dict[str, Any]]], key: str) -> list[
     return lines
 
 
+def _final_by_seed(groups: dict[str, list[dict[str, Any]]], key: str
+                   ) -> dict[str, dict[int, float]]:
+    """Each strategy's final-generation ``key``, by seed."""
+    return {name: {c["seed"]: c["generations"][-1][key] for c in chains}
+            for name, chains in groups.items()}
+
+
 def per_seed_table(groups: dict[str, list[dict[str, Any]]], key: str) -> list[str]:
     """Final-generation ``key`` of every strategy in every seed: strategies of a seed share
     generation 0 and their random streams, so a comparison is paired by seed. Each DCES row ends
     with the seeds in which it is lower than every baseline in the run."""
     seeds = sorted({c["seed"] for chains in groups.values() for c in chains})
-    final = {name: {c["seed"]: c["generations"][-1][key] for c in chains}
-             for name, chains in groups.items()}
+    final = _final_by_seed(groups, key)
     baselines = [b for b in BASELINES if b in final and b != "ppl_low"]
     lines = ["| strategy | " + " | ".join(f"seed {s}" for s in seeds)
              + f" | lower than {', '.join(baselines)} in |", "|" + "---|" * (len(seeds) + 2)]
@@ -125,8 +131,7 @@ def paired_table(groups: dict[str, list[dict[str, Any]]], key: str) -> list[str]
     paired by seed: in how many seeds it is lower, and the mean relative difference with its 95%
     interval (Student's t over the seeds' paired differences). The interval is what a few seeds
     can say; a verdict needs it to exclude 0."""
-    final = {name: {c["seed"]: c["generations"][-1][key] for c in chains}
-             for name, chains in groups.items()}
+    final = _final_by_seed(groups, key)
     baselines = [b for b in BASELINES if b in final and b != "ppl_low"]
     lines = ["| DCES variant | baseline | lower in | mean difference | 95% interval |",
              "|---|---|---|---|---|"]
