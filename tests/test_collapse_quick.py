@@ -120,6 +120,17 @@ def test_bible_verses_come_with_their_book() -> None:
     assert first.text.startswith("In the beginning God created") and first.category == "Ge"
 
 
+def test_shakespeare_speeches_come_with_their_play() -> None:
+    speeches = load_corpus("shakespeare")
+    plays = {s.category for s in speeches}
+    assert len(plays) == 37 and "hamlet" in plays and "sonnets" not in plays
+    assert len(speeches) > 25_000
+    hamlet = [s.text for s in speeches if s.category == "hamlet"]
+    assert "Nay, answer me: stand, and unfold yourself." in hamlet
+    assert not any("[" in s.text for s in speeches)  # stage directions
+    assert not any(s.text.startswith("Claudius, King of Denmark") for s in speeches)  # the cast
+
+
 def test_wordnet_glosses_come_with_their_lexicographer_file() -> None:
     glosses = load_corpus("wordnet")
     assert len(glosses) > 100_000

