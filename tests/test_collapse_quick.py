@@ -19,6 +19,7 @@ import pytest
 from bench.collapse.__main__ import main
 from bench.collapse.config import DCES_STRATEGIES, QUICK, STRATEGIES, BenchConfig
 from bench.collapse.data import load_corpus, split_corpus
+from bench.collapse.experiment import EXAMPLES, examples
 from bench.collapse.report import (
     METRICS,
     category_entropy,
@@ -68,6 +69,15 @@ def test_first_seed_shifts_the_seeds_run() -> None:
     later = QUICK.with_overrides(seeds=2, first_seed=3)
     assert list(later.seed_range) == [3, 4]
     assert list(QUICK.seed_range) == [0]
+
+
+def test_examples_are_a_fixed_draw_of_each_list_in_its_order() -> None:
+    selected, written = [f"s{i}" for i in range(50)], ["w0", "w1"]
+    drawn = examples(selected, written, seed=3)
+    assert drawn == examples(selected, written, seed=3)
+    assert len(drawn["selected"]) == EXAMPLES and set(drawn["selected"]) <= set(selected)
+    assert drawn["selected"] == sorted(drawn["selected"], key=selected.index)
+    assert drawn["written"] == written  # fewer than EXAMPLES: all of them
 
 
 def test_tail_coverage_caps_each_tail_category_at_its_real_share() -> None:
@@ -189,6 +199,8 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
             assert sum(g["category_counts"]) == QUICK.metric_samples
         for g in gens[1:]:
             assert 0 < g["selected"] <= QUICK.budget
+            assert len(g["examples"]["selected"]) == min(EXAMPLES, g["selected"])
+            assert len(g["examples"]["written"]) == EXAMPLES
             if not run["strategy"].startswith("dces"):
                 assert g["selected"] == QUICK.budget
             if run["strategy"] == "random":  # monitored: DCES saw its pools, for health only

@@ -31,6 +31,9 @@ from bench.collapse.textmetrics import CategoryLabeler, text_metrics
 from bench.collapse.tokenizer import BenchTokenizer
 
 Progress = Callable[[str], None]
+# Texts of each generation kept in the results, selected and written, drawn at random: enough
+# to read what a chain trained on when its metrics turn (a looping generator, a shrinking text).
+EXAMPLES = 5
 
 
 @dataclass
@@ -96,6 +99,17 @@ def evaluate(shared: Shared, model: GPT2LMHeadModel, texts: list[str], embed: Em
         **text_metrics(texts, emb, shared.labeler, seed),
         "category_counts": shared.labeler.counts(emb),
     }
+
+
+def examples(selected: list[str], written: list[str], seed: int) -> dict[str, list[str]]:
+    """``EXAMPLES`` of the texts a generation trained on (its selection) and of those it wrote."""
+    rng = np.random.default_rng(seed)
+
+    def pick(texts: list[str]) -> list[str]:
+        return [texts[i] for i in sorted(rng.choice(len(texts), min(EXAMPLES, len(texts)),
+                                                    replace=False))]
+
+    return {"selected": pick(selected), "written": pick(written)}
 
 
 def gen0_key(shared: Shared, seed: int) -> str:
@@ -215,6 +229,7 @@ def run_chain(shared: Shared, regime: str, seed: int, strategy_name: str, gen0: 
             "selected": len(chosen.texts),
             "train": {**fit, "docs": len(texts), "real_docs": n_real},
             "selection": chosen.info,
+            "examples": examples(chosen.texts, pool_texts, task_seed("examples", seed, g)),
             "seconds": clock.laps,
         }
         records.append(metrics)
