@@ -43,9 +43,16 @@ def test_runs_of_separate_seeds_join_into_one_report(tmp_path: Path) -> None:
     assert (tmp_path / "joined-replace.png").stat().st_size > 0
 
 
-def test_a_seed_in_two_files_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"seed 0 of .* more than one file"):
-        merge([_recorded(), _recorded()], "twice", None)
+def test_a_chain_reproduced_in_two_files_counts_once() -> None:
+    joined = merge([_recorded(), _recorded()], "twice", None)
+    assert len(joined["runs"]) == len(_recorded()["runs"])
+
+
+def test_a_chain_with_two_different_results_is_refused() -> None:
+    other = _recorded()
+    other["runs"][0]["generations"][-1]["heldout_perplexity"] += 1.0
+    with pytest.raises(ValueError, match=r"seed 0 of .* more than one file with different"):
+        merge([_recorded(), other], "twice", None)
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,10 @@ Runs are joined only when they are comparable: the same corpus and data split, t
 benchmark settings but the seeds and strategies, the same CPU (training's floating point differs
 between CPUs, bench/results/collapse-screen-*-xeon.json) and, seed by seed, the same generation 0
 (its held-out perplexity to the digit: the runs started from the same model). Each chain (regime,
-seed, strategy) may come from one file only, so that none counts twice, and every strategy kept
-must have run the same seeds, so that the per-seed and paired tables of
-:mod:`bench.collapse.report` compare like with like.
+seed, strategy) counts once: a chain in two files is kept once when both ran it to the same
+held-out perplexities, generation by generation (the run reproduced, as it does on one CPU), and
+refused when they differ. Every strategy kept must have run the same seeds, so that the per-seed
+and paired tables of :mod:`bench.collapse.report` compare like with like.
 """
 
 from __future__ import annotations
@@ -42,8 +43,7 @@ def merge(results: list[dict[str, Any]], name: str, strategies: list[str] | None
             if strategies is None or r["strategy"] in strategies]
     if not kept:
         raise ValueError(f"strategies: none of {strategies} is in the files")
-    _check_chains(kept)
-    runs = [r for _, r in kept]
+    runs = _check_chains(kept)
     chosen = list(dict.fromkeys(r["strategy"] for r in runs))
     seeds = sorted({r["seed"] for r in runs})
     return {
@@ -59,17 +59,17 @@ def merge(results: list[dict[str, Any]], name: str, strategies: list[str] | None
     }
 
 
-def _check_chains(kept: list[tuple[int, dict[str, Any]]]) -> None:
-    """Each chain from one file; one generation 0 per seed; the same seeds for every strategy
-    of a regime. ``kept`` pairs each run with the index of its file."""
-    source: dict[tuple[str, int, str], int] = {}
+def _check_chains(kept: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The runs of ``kept`` (each paired with the index of its file), each chain once; checks
+    one generation 0 per seed and the same seeds for every strategy of a regime."""
+    runs: dict[tuple[str, int, str], dict[str, Any]] = {}
     gen0: dict[int, float] = {}
     seeds: dict[tuple[str, str], set[int]] = {}
-    for i, r in kept:
+    for _, r in kept:
         chain = (r["regime"], r["seed"], r["strategy"])
-        if source.setdefault(chain, i) != i:
+        if _perplexities(runs.setdefault(chain, r)) != _perplexities(r):
             raise ValueError(f"seed {r['seed']} of {r['strategy']} ({r['regime']}) is in more "
-                             f"than one file: a chain may count once")
+                             f"than one file with different results: a chain may count once")
         ppl = r["generations"][0]["heldout_perplexity"]
         if gen0.setdefault(r["seed"], ppl) != ppl:
             raise ValueError(f"seed {r['seed']}: generation 0 differs between the files "
@@ -80,6 +80,11 @@ def _check_chains(kept: list[tuple[int, dict[str, Any]]]) -> None:
         found = "; ".join(f"{strategy} ({regime}): {sorted(s)}"
                           for (regime, strategy), s in seeds.items())
         raise ValueError(f"seeds: every strategy kept must have run the same seeds, got {found}")
+    return list(runs.values())
+
+
+def _perplexities(run: dict[str, Any]) -> list[float]:
+    return [g["heldout_perplexity"] for g in run["generations"]]
 
 
 def _same(what: str, a: object, b: object) -> None:
