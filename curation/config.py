@@ -130,7 +130,8 @@ class QualityConfig(Section, path="config.quality"):
 @dataclass(frozen=True)
 class ScoreConfig(Section, path="config.score"):
     """Where a sample's confidence comes from: the generator's log-probs when the job sends them
-    for every sample, else (``lm_fallback``) the editing LM's, else none (distance only)."""
+    for every sample, else (``lm_fallback``) the editing LM's, length-adjusted
+    (:mod:`curation.confidence`), else none (distance only)."""
 
     lm_fallback: bool = setting(True, FLAG)
     max_tokens: int = setting(256, Bound(int, 2, 8192))

@@ -299,7 +299,10 @@ class Curator:
             policy.decide(s.dispersion, s.reference_dispersion, g, r.state.ratios.get(c))
             for c, s in enumerate(r.stats)
         ]
-        r.scores = {"source": scorer.source_, "implausible_below": None,
+        slope = scorer.length_slope_
+        r.scores = {"source": scorer.source_,
+                    "length_slope": None if slope is None else round(slope, 4),
+                    "implausible_below": None,
                     "reference_weight": self.config.score.reference_weight
                     if r.affinity is not None else None}
         r.replay = Replay(self.config.replay.fraction, self.config.replay.lost_share, r.seed).plan(

@@ -301,7 +301,9 @@ class RoundOut(BaseModel):
     scores: dict[str, Any] = Field(
         default_factory=dict,
         description="Where confidence came from ('generator', 'lm' or 'none'), the "
-                    "'implausible_below' cut, the 'reference_weight' the selection ranked the "
+                    "'length_slope' removed from the LM's confidence (per unit of log length; "
+                    "null unless the LM scored), the 'implausible_below' cut, the "
+                    "'reference_weight' the selection ranked the "
                     "reference affinity with (null when it did not) and, then, the mean "
                     "'affinity' of the candidates and of the selection and the greedy "
                     "reference 'matching' (its steps, candidates per step, kappa, the "
