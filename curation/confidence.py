@@ -1,4 +1,4 @@
-"""Each sample's confidence: its mean log-probability per token.
+"""Each sample's confidence: its mean log-probability per token (the LM's, length-adjusted).
 
 A training job has every sample's log-probability under the model that generated it for free;
 that is the confidence DCES prefers, because it measures exactly what top-p sampling truncates
@@ -9,13 +9,14 @@ instead (cached by content in the LM). Scores from two different models are neve
 round: either every eligible sample carries the generator's score, or the LM scores them all.
 
 The LM's scores are **length-adjusted**: the LM is not the generator, and its per-token surprise
-at a short text is mostly missing context (on a fortunes pool of the collapse benchmark the
-third SmolLM2 found least confident averaged 9 words against 19 for all; under the generator
-the same third averaged 27). Ranked raw, the LM's "surprising" edges were the shortest texts and
-the generator learned to write 4-8 words (bench/results/collapse.md, `dces_no_logprobs`, 611 /
-643 / 647 held-out perplexity); with the straight line in log length removed, 548 / 557 / 550
-(bench/results/collapse-screen-lm-length.json). The generator's own scores are used as sent:
-their dependence on length is the generator's, and part of what top-p sampling truncates.
+at a short text is mostly missing context. Ranked raw, the LM's "surprising" edges were the
+shortest texts and the benchmark's generator learned to write 4-8 words a sample
+(bench/results/collapse.md, `dces_no_logprobs`: 611 / 643 / 647 held-out perplexity); with a
+straight line in log length removed, 548 / 557 / 550 and 10-14 words
+(bench/results/collapse-screen-lm-length.json). The trend is fitted isotonic (its shape, no
+extrapolation: a straight line sank a document far longer than the rest to the bottom of its
+round). The generator's own scores are used as sent: their dependence on length is the
+generator's, and part of what top-p sampling truncates.
 """
 
 from __future__ import annotations
@@ -26,24 +27,34 @@ from typing import Literal
 import numpy as np
 
 from curation.lm import CausalLM
-from curation.quality import word_count
 from curation.types import FractionDone, Sample
 
 ScoreSource = Literal["generator", "lm", "none"]
-# Below this many scored texts a round's length slope is too noisy to remove.
+# Below this many scored texts a round's length trend is too noisy to remove.
 MIN_FOR_LENGTH_FIT = 20
 
 
-def length_adjusted(confidence: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, float]:
-    """``confidence`` less the straight line in log length that best explains it (least squares
-    over the finite values; its mean kept), and that line's slope (0 and the input unchanged
-    with fewer than ``MIN_FOR_LENGTH_FIT`` finite values or a single length)."""
+def length_adjusted(confidence: np.ndarray, lengths: np.ndarray
+                    ) -> tuple[np.ndarray, float | None]:
+    """``confidence`` less its trend in length, and how much the trend spans (its fitted value
+    at the longest texts less at the shortest); the input and None with fewer than
+    ``MIN_FOR_LENGTH_FIT`` finite values or a single length.
+
+    The trend is an isotonic regression on log length (rising or falling, whichever fits): it
+    follows the trend's shape (steep over the first words, flat once a text has context) and
+    never extrapolates, so one text far longer than the rest is compared with the longest
+    others, not with a line drawn past them. The finite values keep their mean."""
+    from sklearn.isotonic import IsotonicRegression  # on first use: an import costs startup
+
     known = np.isfinite(confidence)
     log_length = np.log(np.maximum(lengths, 1)).astype(np.float64)
     if known.sum() < MIN_FOR_LENGTH_FIT or np.ptp(log_length[known]) == 0:
-        return confidence, 0.0
-    slope = float(np.polyfit(log_length[known], confidence[known], 1)[0])
-    return confidence - slope * (log_length - log_length[known].mean()), slope
+        return confidence, None
+    fit = IsotonicRegression(increasing="auto", out_of_bounds="clip")
+    fit.fit(log_length[known], confidence[known])
+    shortest, longest = fit.predict([log_length[known].min(), log_length[known].max()])
+    adjusted = confidence - fit.predict(log_length) + float(confidence[known].mean())
+    return adjusted, float(longest - shortest)
 
 
 class ConfidenceScorer:
@@ -51,8 +62,8 @@ class ConfidenceScorer:
     LM's, length-adjusted (when ``lm`` is given), else unknown (NaN).
 
     Learned state: ``source_`` (which model scored the round), ``scored_`` (how many) and
-    ``length_slope_`` (the LM's confidence per unit of log length removed; None when the LM did
-    not score).
+    ``length_trend_`` (how much the LM's confidence trend in length spans, from the shortest
+    text to the longest: what was removed; None when the LM did not score or could not fit it).
     """
 
     def __init__(self, lm: Callable[[], CausalLM] | None, max_tokens: int = 256,
@@ -64,7 +75,7 @@ class ConfidenceScorer:
     def score(self, samples: Sequence[Sample], progress: FractionDone | None = None
               ) -> np.ndarray:
         sent = [s.confidence for s in samples]
-        self.length_slope_: float | None = None
+        self.length_trend_: float | None = None
         if samples and all(c is not None for c in sent):
             self.source_: ScoreSource = "generator"
             self.scored_ = len(samples)
@@ -77,6 +88,7 @@ class ConfidenceScorer:
         self.source_, self.scored_ = "lm", len(samples)
         with np.errstate(divide="ignore"):
             confidence = -np.log(np.asarray(ppl, dtype=np.float64))
-        adjusted, self.length_slope_ = length_adjusted(
-            confidence, np.array([word_count(s.text) for s in samples]))
+        texts = [s.text for s in samples]
+        adjusted, self.length_trend_ = length_adjusted(
+            confidence, self.lm().token_counts(texts, self.max_tokens))
         return adjusted

@@ -299,9 +299,9 @@ class Curator:
             policy.decide(s.dispersion, s.reference_dispersion, g, r.state.ratios.get(c))
             for c, s in enumerate(r.stats)
         ]
-        slope = scorer.length_slope_
+        trend = scorer.length_trend_
         r.scores = {"source": scorer.source_,
-                    "length_slope": None if slope is None else round(slope, 4),
+                    "length_trend": None if trend is None else round(trend, 4),
                     "implausible_below": None,
                     "reference_weight": self.config.score.reference_weight
                     if r.affinity is not None else None}

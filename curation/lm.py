@@ -175,6 +175,15 @@ class CausalLM:
             self._perplexity_cache.update(fresh)
         return np.array([known[k] for k in keys], dtype=np.float64)
 
+    def token_counts(self, texts: Sequence[str], max_tokens: int = 256) -> np.ndarray:
+        """How many tokens of each text :meth:`perplexity` reads (its first ``max_tokens``)."""
+        texts = _check_texts(texts)
+        self._check_limits(max_tokens, 1)
+        if not texts:
+            return np.zeros(0, dtype=np.int64)
+        enc = self.tokenizer(texts, truncation=True, max_length=max_tokens)
+        return np.array([len(ids) for ids in enc["input_ids"]], dtype=np.int64)
+
     def _check_limits(self, max_tokens: int, batch_size: int) -> None:
         check_int("max_tokens", max_tokens, 1, self.max_positions)
         check_int("batch_size", batch_size, 1)

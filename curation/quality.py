@@ -32,12 +32,6 @@ def repeated_ngram_fraction(text: str, n: int) -> float:
     return 1.0 - len(grams) / total
 
 
-def word_count(text: str) -> int:
-    """Words and punctuation marks in ``text``: the length ``min_words`` and the LM confidence's
-    length adjustment (:mod:`curation.confidence`) count."""
-    return len(_TOKEN.findall(text))
-
-
 def degenerate_reason(text: str, config: QualityConfig) -> str | None:
     """The reason a text is unusable anywhere in the selection, or None when it is fine."""
     stripped = text.strip()
@@ -45,7 +39,7 @@ def degenerate_reason(text: str, config: QualityConfig) -> str | None:
         return "empty"
     if len(stripped) > config.max_chars:
         return "too_long"
-    if len(stripped) < config.min_chars or word_count(stripped) < config.min_words:
+    if len(stripped) < config.min_chars or len(_TOKEN.findall(stripped)) < config.min_words:
         return "too_short"
     if (
         repeated_ngram_fraction(stripped, config.repeated_ngram_n)

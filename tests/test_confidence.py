@@ -1,5 +1,5 @@
-"""curation.confidence: the generator's scores as sent, the LM's length-adjusted (the real
-SmolLM2 on real fortunes finds short texts surprising for want of context)."""
+"""curation.confidence: the generator's scores as sent, the LM's with their trend in length
+removed (the real SmolLM2 on real fortunes finds short texts surprising for want of context)."""
 
 from __future__ import annotations
 
@@ -7,31 +7,51 @@ from typing import Any
 
 import numpy as np
 from lm_fixtures import smollm2_fixture  # noqa: F401
+from scipy.stats import spearmanr
 
 from curation.confidence import MIN_FOR_LENGTH_FIT, ConfidenceScorer, length_adjusted
 from curation.lm import CausalLM
-from curation.quality import word_count
 from curation.types import Sample
 
 
-def test_length_adjustment_removes_the_line_in_log_length_and_keeps_the_mean() -> None:
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(2, 80, 300)
-    confidence = -4.0 + 0.5 * np.log(lengths) + rng.normal(0, 0.1, 300)
+def _trended(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Confidences rising with log length, as SmolLM2's do, with noise."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 80, n)
+    return -4.0 + 0.5 * np.log(lengths) + rng.normal(0, 0.1, n), lengths
+
+
+def test_length_adjustment_removes_the_trend_and_keeps_the_mean() -> None:
+    confidence, lengths = _trended(300)
     confidence[7] = np.nan  # unknown stays unknown and is left out of the fit
-    adjusted, slope = length_adjusted(confidence, lengths)
+    adjusted, span = length_adjusted(confidence, lengths)
     known = np.isfinite(confidence)
-    assert abs(slope - 0.5) < 0.05
-    assert abs(np.corrcoef(adjusted[known], np.log(lengths[known]))[0, 1]) < 1e-6
     assert np.isnan(adjusted[7])
+    assert spearmanr(confidence[known], lengths[known])[0] > 0.9
+    assert abs(spearmanr(adjusted[known], lengths[known])[0]) < 0.15
+    expected_span = 0.5 * np.log(lengths[known].max() / lengths[known].min())
+    assert span is not None and abs(span - expected_span) < 0.25 * expected_span
     np.testing.assert_allclose(np.nanmean(adjusted), np.nanmean(confidence))
+
+
+def test_one_far_longer_text_is_compared_with_the_longest_others() -> None:
+    """A straight line in log length, drawn past the others, would sink a long document's
+    confidence to the bottom of the round (and under the implausibility cut)."""
+    confidence, lengths = _trended(200)
+    longest_others = confidence[lengths >= 70].mean()
+    confidence, lengths = np.append(confidence, longest_others), np.append(lengths, 2_000)
+    adjusted, _ = length_adjusted(confidence, lengths)
+    assert abs(adjusted[-1] - confidence.mean()) < 0.1
+    slope = np.polyfit(np.log(lengths), confidence, 1)[0]
+    straight = confidence - slope * (np.log(lengths) - np.log(lengths).mean())
+    assert straight[-1] < np.quantile(straight, 0.05)  # what the straight line would have done
 
 
 def test_too_few_texts_or_one_length_are_left_as_they_are() -> None:
     few = np.linspace(-5, -2, MIN_FOR_LENGTH_FIT - 1)
-    assert length_adjusted(few, np.arange(1, len(few) + 1)) == (few, 0.0)
+    assert length_adjusted(few, np.arange(1, len(few) + 1)) == (few, None)
     same = np.linspace(-5, -2, 50)
-    assert length_adjusted(same, np.full(50, 12)) == (same, 0.0)
+    assert length_adjusted(same, np.full(50, 12)) == (same, None)
 
 
 def test_the_lms_scores_are_length_adjusted_and_the_generators_are_not(
@@ -41,12 +61,12 @@ def test_the_lms_scores_are_length_adjusted_and_the_generators_are_not(
     samples = [Sample(str(i), t) for i, t in enumerate(texts)]
     scorer = ConfidenceScorer(lambda: smollm2)
     adjusted = scorer.score(samples)
-    assert scorer.source_ == "lm" and scorer.length_slope_ is not None
-    raw = -np.log(np.asarray(smollm2.perplexity(texts, 256, 16)))
-    log_length = np.log([word_count(t) for t in texts])
-    assert np.corrcoef(raw, log_length)[0, 1] > 0.2  # the LM finds short texts surprising
-    assert scorer.length_slope_ > 0
-    assert abs(np.corrcoef(adjusted, log_length)[0, 1]) < 1e-6
+    assert scorer.source_ == "lm"
+    raw = -np.log(smollm2.perplexity(texts, 256, 16))
+    lengths = smollm2.token_counts(texts, 256)
+    assert spearmanr(raw, lengths)[0] > 0.2  # the LM finds short texts surprising
+    assert scorer.length_trend_ is not None and scorer.length_trend_ > 0
+    assert abs(spearmanr(adjusted, lengths)[0]) < 0.15
     sent = [Sample(s.id, s.text, confidence=c) for s, c in zip(samples, raw, strict=True)]
     np.testing.assert_allclose(scorer.score(sent), raw)
-    assert scorer.source_ == "generator" and scorer.length_slope_ is None
+    assert scorer.source_ == "generator" and scorer.length_trend_ is None

@@ -16,6 +16,13 @@ TEXT = "The quick brown fox jumps over the lazy dog."
 LONG = "It is a truth universally acknowledged that a single man must be in want of a wife. " * 8
 
 
+def test_token_counts_are_the_tokens_a_score_reads(tiny_lm: CausalLM) -> None:
+    texts = [TEXT, LONG, ""]
+    counts = tiny_lm.token_counts(texts, max_tokens=32)
+    assert counts.tolist() == [len(s) for s in tiny_lm.score(texts, 32, 4)]
+    assert counts[1] == 32 and counts[0] < 32
+
+
 def test_score_matches_a_direct_forward_pass(tiny_lm: CausalLM) -> None:
     [s] = tiny_lm.score([TEXT], max_tokens=64, batch_size=4, top_k=5)
     ids = torch.from_numpy(s.ids)

@@ -301,8 +301,9 @@ class RoundOut(BaseModel):
     scores: dict[str, Any] = Field(
         default_factory=dict,
         description="Where confidence came from ('generator', 'lm' or 'none'), the "
-                    "'length_slope' removed from the LM's confidence (per unit of log length; "
-                    "null unless the LM scored), the 'implausible_below' cut, the "
+                    "'length_trend' removed from the LM's confidence (its span from the "
+                    "shortest text to the longest; null unless the LM scored 20 texts or more "
+                    "of different lengths), the 'implausible_below' cut, the "
                     "'reference_weight' the selection ranked the "
                     "reference affinity with (null when it did not) and, then, the mean "
                     "'affinity' of the candidates and of the selection and the greedy "
