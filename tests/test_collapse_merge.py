@@ -25,6 +25,7 @@ def _later_seeds(results: dict[str, Any], shift: int) -> dict[str, Any]:
     for run in later["runs"]:
         run["seed"] += shift
     later["config"]["first_seed"] = shift
+    later["when"] += " (a later run)"
     return later
 
 
@@ -43,13 +44,19 @@ def test_runs_of_separate_seeds_join_into_one_report(tmp_path: Path) -> None:
     assert (tmp_path / "joined-replace.png").stat().st_size > 0
 
 
-def test_a_chain_reproduced_in_two_files_counts_once() -> None:
-    joined = merge([_recorded(), _recorded()], "twice", None)
+def test_a_chain_reproduced_in_two_runs_counts_once() -> None:
+    rerun = {**_recorded(), "when": "later"}
+    joined = merge([_recorded(), rerun], "twice", None)
     assert len(joined["runs"]) == len(_recorded()["runs"])
 
 
+def test_the_same_run_given_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match="the same run is given twice"):
+        merge([_recorded(), _recorded()], "twice", None)
+
+
 def test_a_chain_with_two_different_results_is_refused() -> None:
-    other = _recorded()
+    other = {**_recorded(), "when": "later"}
     other["runs"][0]["generations"][-1]["heldout_perplexity"] += 1.0
     with pytest.raises(ValueError, match=r"seed 0 of .* more than one file with different"):
         merge([_recorded(), other], "twice", None)
@@ -86,6 +93,7 @@ def test_runs_from_another_generation_0_are_refused() -> None:
     recorded = _recorded()
     baseline = {**recorded, "runs": [r for r in recorded["runs"] if r["strategy"] == "ppl_high"]}
     other = copy.deepcopy(recorded)
+    other["when"] += " (a later run)"
     other["runs"] = [r for r in other["runs"] if r["strategy"] == "dces"]
     other["runs"][0]["generations"][0]["heldout_perplexity"] += 0.1
     with pytest.raises(ValueError, match=r"generation 0 differs between the files"):

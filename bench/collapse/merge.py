@@ -34,12 +34,15 @@ def merge(results: list[dict[str, Any]], name: str, strategies: list[str] | None
     ``note`` follows the record of what was joined."""
     first = results[0]
     shared = {k: v for k, v in first["config"].items() if k not in PER_RUN}
+    runs_given = [(res["when"], res["command"]) for res in results]
+    if len(set(runs_given)) < len(runs_given):
+        raise ValueError("results: the same run is given twice")
     for other in results[1:]:
         _same("setup", first["setup"], other["setup"])
         _same("config", shared, {k: v for k, v in other["config"].items() if k not in PER_RUN})
         _same("machine.cpu", (first["machine"]["cpu"], first["machine"].get("simd")),
               (other["machine"]["cpu"], other["machine"].get("simd")))
-    kept = [(i, r) for i, res in enumerate(results) for r in res["runs"]
+    kept = [r for res in results for r in res["runs"]
             if strategies is None or r["strategy"] in strategies]
     if not kept:
         raise ValueError(f"strategies: none of {strategies} is in the files")
@@ -59,13 +62,13 @@ def merge(results: list[dict[str, Any]], name: str, strategies: list[str] | None
     }
 
 
-def _check_chains(kept: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """The runs of ``kept`` (each paired with the index of its file), each chain once; checks
-    one generation 0 per seed and the same seeds for every strategy of a regime."""
+def _check_chains(kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs of ``kept``, each chain once; checks one generation 0 per seed and the same
+    seeds for every strategy of a regime."""
     runs: dict[tuple[str, int, str], dict[str, Any]] = {}
     gen0: dict[int, float] = {}
     seeds: dict[tuple[str, str], set[int]] = {}
-    for _, r in kept:
+    for r in kept:
         chain = (r["regime"], r["seed"], r["strategy"])
         if _perplexities(runs.setdefault(chain, r)) != _perplexities(r):
             raise ValueError(f"seed {r['seed']} of {r['strategy']} ({r['regime']}) is in more "
