@@ -11,12 +11,13 @@ round: either every eligible sample carries the generator's score, or the LM sco
 The LM's scores are **length-adjusted**: the LM is not the generator, and its per-token surprise
 at a short text is mostly missing context. Ranked raw, the LM's "surprising" edges were the
 shortest texts and the benchmark's generator learned to write 4-8 words a sample
-(bench/results/collapse.md, `dces_no_logprobs`: 611 / 643 / 647 held-out perplexity); with a
-straight line in log length removed, 548 / 557 / 550 and 10-14 words
-(bench/results/collapse-screen-lm-length.json). The trend is fitted isotonic (its shape, no
-extrapolation: a straight line sank a document far longer than the rest to the bottom of its
-round). The generator's own scores are used as sent: their dependence on length is the
-generator's, and part of what top-p sampling truncates.
+(bench/results/collapse.md, `dces_no_logprobs`: 611 / 643 / 647 held-out perplexity); with the
+trend removed, 546 / 585 / 548 and 8-12 words (bench/results/collapse-screen-lm-isotonic.json).
+The trend is fitted isotonic: a straight line in log length did as well on the benchmark (548 /
+557 / 550, collapse-screen-lm-length.json) but extrapolates, and sank a document far longer
+than the rest of its round to the bottom of the round's confidence. The generator's own scores
+are used as sent: their dependence on length is the generator's, and part of what top-p
+sampling truncates.
 """
 
 from __future__ import annotations
