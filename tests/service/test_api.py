@@ -511,7 +511,7 @@ def test_editing_with_the_real_lm(client: DCESClient, http: httpx.Client,
     """The one test that loads SmolLM2 (scoring the texts, which carry no log-probs, and editing
     the centers of a run that opts in to editing)."""
     response = http.post("/v1/runs", json={"config": {"edit": {"enabled": True,
-                                                               "threshold": 0.9}}})
+                                                               "threshold": 0.7}}})
     run = response.json()["id"]
     before = metric_values(http)
     # Through the client: loading the LM can outlast the sync wait on a slow CPU (then a 202).
@@ -531,7 +531,7 @@ def test_editing_with_the_real_lm(client: DCESClient, http: httpx.Client,
     for sample in edited:
         for edit in sample["edits"]:
             assert originals[sample["id"]][edit["start"]:edit["end"]] == edit["old"]
-            assert edit["p"] > 0.9
+            assert edit["p"] > 0.7  # the run's threshold, not the default 0.5
 
 
 def test_metrics_count_requests_rounds_and_samples(
