@@ -84,12 +84,11 @@ class ConfidenceScorer:
         if self.lm is None or not samples:
             self.source_, self.scored_ = "none", 0
             return np.full(len(samples), np.nan)
-        ppl = self.lm().perplexity([s.text for s in samples], self.max_tokens, self.batch_size,
-                                 progress=progress)
+        lm, texts = self.lm(), [s.text for s in samples]
+        ppl = lm.perplexity(texts, self.max_tokens, self.batch_size, progress=progress)
         self.source_, self.scored_ = "lm", len(samples)
         with np.errstate(divide="ignore"):
             confidence = -np.log(np.asarray(ppl, dtype=np.float64))
-        texts = [s.text for s in samples]
         adjusted, self.length_trend_ = length_adjusted(
-            confidence, self.lm().token_counts(texts, self.max_tokens))
+            confidence, lm.token_counts(texts, self.max_tokens))
         return adjusted
