@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from bench.collapse.__main__ import main
-from bench.collapse.config import DCES_STRATEGIES, QUICK, STRATEGIES, BenchConfig
+from bench.collapse.config import DCES_STRATEGIES, NO_LOGPROBS, QUICK, STRATEGIES, BenchConfig
 from bench.collapse.data import load_corpus, split_corpus
 from bench.collapse.experiment import EXAMPLES, examples
 from bench.collapse.report import (
@@ -216,12 +216,15 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
             assert len(health["rounds"]) == QUICK.generations
         if run["strategy"] == "dces_static":
             assert all(r["mean_edge_ratio"] == pytest.approx(0.8) for r in rounds)
-        if run["strategy"].startswith("dces"):
+        if run["strategy"] in NO_LOGPROBS:  # the LM scores them, its length trend removed
+            assert all(r["scores"]["source"] == "lm" for r in rounds)
+            assert all(r["scores"]["length_trend"] is not None for r in rounds)
+        elif run["strategy"].startswith("dces"):
             assert all(r["scores"]["source"] == "generator" for r in rounds)
         if run["strategy"] == "dces_no_edit":
             assert all(r["edit_stats"]["tokens"] == 0 for r in rounds)
     markdown = (tmp_path / "q.md").read_text()
-    for strategy in STRATEGIES:
+    for strategy in QUICK.strategies:
         assert f"| {strategy} |" in markdown
     assert "### Health alerts against the ground truth" in markdown
     assert "| random | 0 |" in markdown.split("against the ground truth")[1]
