@@ -19,7 +19,7 @@ import pytest
 from bench.collapse.__main__ import main
 from bench.collapse.config import DCES_STRATEGIES, NO_LOGPROBS, QUICK, STRATEGIES, BenchConfig
 from bench.collapse.data import load_corpus, split_corpus
-from bench.collapse.experiment import EXAMPLES, examples
+from bench.collapse.experiment import EXAMPLES, examples, real_token_share, training_docs
 from bench.collapse.report import (
     METRICS,
     category_entropy,
@@ -115,6 +115,27 @@ def test_default_run_covers_the_baselines_and_the_ablations_of_every_default() -
 
 def test_every_dces_strategy_has_its_run_config() -> None:
     assert {s for s in STRATEGIES if s.startswith("dces")} == set(DCES_STRATEGIES)
+
+
+def test_the_real_share_of_training_is_counted_in_tokens() -> None:
+    """Under ``anchor`` a tenth of the documents is real; when the synthetic ones are near-empty
+    the real ones are nearly all the tokens, and the record says so."""
+    cfg = BenchConfig()
+    real_texts = [f"real text number {i}" for i in range(1000)]
+    selected = ["x"] * 360
+    texts, real = training_docs(cfg, real_texts, "anchor", "random", selected, selected, 0, 1)
+    assert len(texts) == 400 and real == list(range(360, 400))
+    assert all(texts[i] in real_texts for i in real) and texts[:360] == selected
+    ids = [[7] * (4 if i in real else 1) for i in range(len(texts))]
+    assert real_token_share(ids, real) == pytest.approx(160 / 520)
+    # replace: only what a replaying strategy returned is real, and it comes last
+    texts, real = training_docs(cfg, real_texts, "replace", "dces", ["s1", "s2", "r1"],
+                                ["s1", "s2", "r1"], 0, 1, replayed=1)
+    assert texts == ["s1", "s2", "r1"] and real == [2]
+    # accumulate: all real data, and this generation's replayed exemplars at the end
+    texts, real = training_docs(cfg, real_texts[:3], "accumulate", "dces", ["s2", "r2"],
+                                ["s1", "s2", "r2"], 0, 2, replayed=1)
+    assert texts == [*real_texts[:3], "s1", "s2", "r2"] and real == [0, 1, 2, 5]
 
 
 def test_dces_never_sees_the_ground_truth() -> None:

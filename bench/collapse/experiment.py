@@ -14,7 +14,7 @@ import pickle
 import shutil
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,7 @@ def run_gen0(shared: Shared, seed: int, embed: Embed, progress: Progress) -> Gen
         gen0: Gen0 = pickle.loads((cached / "gen0.pkl").read_bytes())
         shutil.copytree(cached / "model", model_dir)
         gen0.model_dir = model_dir
+        gen0.record.setdefault("real_token_share", 1.0)  # cached before it was recorded
         progress(f"seed {seed} generation 0 (cached)")
         return gen0
     gen0 = train_gen0(shared, seed, embed, model_dir)
@@ -160,27 +161,39 @@ def train_gen0(shared: Shared, seed: int, embed: Embed, model_dir: Path) -> Gen0
     record = {
         "generation": 0,
         **scored,
+        "real_token_share": 1.0,
         "train": {**fit, "docs": len(shared.train_ids)},
         "seconds": clock.laps,
     }
     return Gen0(seed, model_dir, record, texts, ids)
 
 
-def training_docs(shared: Shared, regime: str, strategy: str, selected: list[str],
-                  kept: list[str], seed: int, generation: int) -> tuple[list[str], int]:
-    """The next generation's training texts under ``regime`` and how many of them are real
-    (a replaying strategy brings its own real data: it is counted in its selection)."""
+def training_docs(cfg: BenchConfig, real_texts: list[str], regime: str, strategy: str,
+                  selected: list[str], kept: list[str], seed: int, generation: int,
+                  replayed: int = 0) -> tuple[list[str], list[int]]:
+    """The next generation's training texts under ``regime`` and the positions of the real ones
+    among them: the benchmark's real data, and the last ``replayed`` of ``selected`` (the real
+    exemplars a replaying strategy returned with its selection)."""
+    own = list(range(len(selected) - replayed, len(selected)))
     if regime == "replace" or (regime == "anchor" and strategy in REPLAY_STRATEGIES):
-        return selected, 0
+        return selected, own
     if regime == "anchor":
-        n_real = shared.cfg.budget - selection_budget(shared.cfg, regime, strategy)
+        n_real = cfg.budget - selection_budget(cfg, regime, strategy)
         rng = np.random.default_rng(task_seed("anchor", seed, generation))
-        real = [shared.train_texts[i] for i in rng.choice(len(shared.train_texts), n_real,
-                                                          replace=False)]
-        return selected + real, n_real
+        real = [real_texts[i] for i in rng.choice(len(real_texts), n_real, replace=False)]
+        return selected + real, own + list(range(len(selected), len(selected) + n_real))
     if regime == "accumulate":
-        return shared.train_texts + kept, len(shared.train_texts)
+        start = len(real_texts) + len(kept) - len(selected)  # ``kept`` ends with them
+        return real_texts + kept, list(range(len(real_texts))) + [start + i for i in own]
     raise ValueError(f"regime: unknown {regime!r}")
+
+
+def real_token_share(ids: Sequence[Sequence[int]], real: Sequence[int]) -> float:
+    """The real texts' share of a generation's training tokens: under ``anchor`` a strategy
+    that selects near-empty synthetic text trains almost on real text alone, and held-out
+    perplexity rewards it (bench/results/collapse-anchor-all.md, ``ppl_low``)."""
+    total = sum(len(x) for x in ids)
+    return sum(len(ids[i]) for i in real) / total if total else 0.0
 
 
 def selection_budget(cfg: BenchConfig, regime: str, strategy: str) -> int:
@@ -213,10 +226,12 @@ def run_chain(shared: Shared, regime: str, seed: int, strategy_name: str, gen0: 
         chosen = strategy.select(pool, budget, g - 1, metrics)
         clock.lap("select")
         kept += chosen.texts
-        texts, n_real = training_docs(shared, regime, strategy_name, chosen.texts, kept, seed, g)
+        texts, real = training_docs(cfg, shared.train_texts, regime, strategy_name, chosen.texts,
+                                    kept, seed, g, int(chosen.info.get("replayed", 0)))
+        ids = shared.tokenizer.encode(texts)
         model = copy_model(model)
-        fit = train(model, shared.tokenizer.encode(texts), cfg.gen_tokens, cfg.batch_size,
-                    cfg.gen_lr, task_seed("train", regime, seed, g))
+        fit = train(model, ids, cfg.gen_tokens, cfg.batch_size, cfg.gen_lr,
+                    task_seed("train", regime, seed, g))
         clock.lap("train")
         n = cfg.pool_size if g < cfg.generations else cfg.metric_samples
         pool_texts, pool_ids = generate(shared, model, n, task_seed("pool", regime, seed, g))
@@ -227,7 +242,8 @@ def run_chain(shared: Shared, regime: str, seed: int, strategy_name: str, gen0: 
             "generation": g,
             **scored,
             "selected": len(chosen.texts),
-            "train": {**fit, "docs": len(texts), "real_docs": n_real},
+            "real_token_share": real_token_share(ids, real),
+            "train": {**fit, "docs": len(texts), "real_docs": len(real)},
             "selection": chosen.info,
             "examples": examples(chosen.texts, pool_texts, task_seed("examples", seed, g)),
             "seconds": clock.laps,

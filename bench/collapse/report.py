@@ -354,6 +354,9 @@ def markdown(results: dict[str, Any]) -> str:
                 "### Tail coverage by generation", "",
                 *trajectory_table(groups, "tail_coverage"), "",
                 "### Tail mass (raw) by generation", "", *trajectory_table(groups, "tail_mass"), "",
+                *([] if regime == "replace" else [
+                    "### Real text's share of the training tokens by generation", "",
+                    *trajectory_table(groups, "real_token_share"), ""]),
                 "### DCES against the baselines (final generation)", "", *comparison(groups)]
         if any(s.startswith("dces") for s in groups):
             out += ["", "### What the service measured and decided (mean over seeds)", "",
