@@ -1,4 +1,5 @@
-"""Every number of the collapse benchmark, with the presets (`full`, `quick`) and their limits.
+"""Every number of the collapse benchmark, with the presets (`full`, `quick`, and both with a
+pretrained generator) and their limits.
 
 The full preset is sized by arithmetic, not by feel: it must finish in under 90 minutes on two
 CPU cores. Measured per (strategy, generation) step in a medium run on a loaded 2-core EPYC
@@ -69,13 +70,43 @@ REPLAY_STRATEGIES = {"dces_replay"}
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A GPT-2-style causal LM trained from scratch (random init) on a BPE vocabulary."""
+    """The self-trained LM: a GPT-2-style model trained from scratch (random init) on a BPE
+    vocabulary of the corpus, or (``pretrained``) a pretrained causal LM with its own tokenizer,
+    fine-tuned on the corpus for generation 0 and on each selection after."""
 
     vocab_size: int = 2048  # the LM head dominates the cost of a model this small
     n_layer: int = 2
     n_embd: int = 128
     n_head: int = 4
-    context: int = 128  # tokens per training block; also the longest generated sample
+    context: int = 128  # tokens per training block and per scored entry; bounds every sample
+    # ``smollm2`` (the dense copy of the bundled SmolLM2-135M-Instruct) or a local model
+    # directory (weights and tokenizer.json); None: the GPT-2 above, from scratch. Its
+    # tokenizer must have <|endoftext|> at id 0, as GPT-2's and SmolLM2's have.
+    pretrained: str | None = None
+    # Each sample continues the first ``prompt_tokens`` tokens of a random real training entry
+    # (as in Shumailov et al.); 0: every sample is written from the entry separator alone.
+    prompt_tokens: int = 0
+    new_tokens: int | None = None  # the longest continuation; None: the rest of the context
+
+    def __post_init__(self) -> None:
+        room = self.context - 1 - self.prompt_tokens
+        checks: list[tuple[str, bool, str]] = [
+            ("context", 8 <= self.context <= 8192, "in [8, 8192]"),
+            ("prompt_tokens", 0 <= self.prompt_tokens < self.context - 1,
+             "in [0, context - 1)"),
+            ("new_tokens", self.new_tokens is None or 1 <= self.new_tokens <= room,
+             "null or in [1, context - 1 - prompt_tokens]"),
+        ]
+        for name, ok, limit in checks:
+            if not ok:
+                raise ValueError(f"model.{name}: must be {limit}, got {getattr(self, name)!r}")
+
+    @property
+    def continuation_limit(self) -> int:
+        """Tokens a sample may add to its prompt: the entry separator closes every scored
+        entry, so a sample and its prompt fit the context with one token to spare."""
+        room = self.context - 1 - self.prompt_tokens
+        return room if self.new_tokens is None else self.new_tokens
 
 
 @dataclass(frozen=True)
@@ -173,3 +204,27 @@ QUICK = BenchConfig(
     gen_tokens=6_000,
     model=ModelConfig(vocab_size=1024, n_layer=2, n_embd=64, n_head=2, context=96),
 )
+
+# A pretrained generator, as in Shumailov et al.: SmolLM2-135M fine-tuned on the real training
+# split for generation 0 and on each selection after (about 5 passes over it, as they did),
+# every sample a 64-token continuation of the first 8 tokens of a random real entry. Sized for
+# the GPU machine: on two CPU cores one training step of this model takes 20-60 s and sampling
+# ~11 tokens/s (../shared/OFFLINE-MODELS.md), so here only a miniature runs (the tests').
+PRETRAINED = BenchConfig(
+    gen0_lr=1e-4,
+    gen_lr=5e-5,
+    gen_tokens=144_000,
+    model=ModelConfig(pretrained="smollm2", prompt_tokens=8, new_tokens=64, context=128),
+)
+
+PRETRAINED_QUICK = replace(QUICK, gen0_lr=PRETRAINED.gen0_lr, gen_lr=PRETRAINED.gen_lr,
+                           model=replace(PRETRAINED.model, context=QUICK.model.context))
+
+
+def preset(quick: bool, pretrained: str | None) -> BenchConfig:
+    """The preset a run starts from: full or quick sizes, a GPT-2 from scratch or the named
+    pretrained generator (``smollm2`` or a local model directory)."""
+    if pretrained is None:
+        return QUICK if quick else FULL
+    base = PRETRAINED_QUICK if quick else PRETRAINED
+    return replace(base, model=replace(base.model, pretrained=pretrained))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from transformers import GPT2LMHeadModel
+from transformers import PreTrainedModel
 
 from bench.collapse.config import REPLAY_STRATEGIES, STRATEGIES, BenchConfig
 from bench.collapse.heldout import score
@@ -83,19 +83,34 @@ def task_seed(*parts: object) -> int:
     return zlib.crc32(repr(parts).encode()) & 0x7FFFFFFF
 
 
-def generate(shared: Shared, model: GPT2LMHeadModel, n: int, seed: int
+def prompts(train_ids: Sequence[Sequence[int]], n: int, length: int, seed: int
+            ) -> list[list[int]]:
+    """``n`` prompts: the first ``length`` tokens of real training entries longer than that,
+    drawn with replacement; empty prompts when ``length`` is 0."""
+    if length == 0:
+        return [[] for _ in range(n)]
+    longer = [ids for ids in train_ids if len(ids) > length]
+    if not longer:
+        raise ValueError(f"prompt_tokens: no training entry is longer than {length} tokens")
+    rng = np.random.default_rng(seed)
+    return [list(longer[i][:length]) for i in rng.integers(len(longer), size=n)]
+
+
+def generate(shared: Shared, model: PreTrainedModel, n: int, seed: int
              ) -> tuple[list[str], list[list[int]]]:
     cfg = shared.cfg
-    ids = sample(model, n, cfg.temperature, cfg.top_p, cfg.sample_batch, seed)
+    starts = prompts(shared.train_ids, n, cfg.model.prompt_tokens, task_seed("prompts", seed))
+    ids = sample(model, starts, cfg.model.continuation_limit, cfg.temperature, cfg.top_p,
+                 cfg.sample_batch, seed)
     return shared.tokenizer.decode(ids), ids
 
 
-def evaluate(shared: Shared, model: GPT2LMHeadModel, texts: list[str], embed: Embed, seed: int
+def evaluate(shared: Shared, model: PreTrainedModel, texts: list[str], embed: Embed, seed: int
              ) -> dict[str, Any]:
     """Held-out metrics of ``model`` and text metrics of ``texts`` (samples it wrote)."""
     emb = embed(texts)
     return {
-        **score(model, shared.test_ids).summary(),
+        **score(model, shared.test_ids, shared.cfg.model.context).summary(),
         **text_metrics(texts, emb, shared.labeler, seed),
         "category_counts": shared.labeler.counts(emb),
     }
@@ -151,7 +166,8 @@ def train_gen0(shared: Shared, seed: int, embed: Embed, model_dir: Path) -> Gen0
     cfg = shared.cfg
     clock = Stopwatch()
     model = new_model(cfg.model, shared.tokenizer.vocab_size, seed)
-    fit = train(model, shared.train_ids, cfg.gen0_tokens, cfg.batch_size, cfg.gen0_lr, seed)
+    fit = train(model, shared.train_ids, cfg.model.context, cfg.gen0_tokens, cfg.batch_size,
+                cfg.gen0_lr, seed)
     model.save_pretrained(str(model_dir))
     clock.lap("train")
     texts, ids = generate(shared, model, cfg.pool_size, task_seed("pool", seed, 0))
@@ -216,7 +232,7 @@ def run_chain(shared: Shared, regime: str, seed: int, strategy_name: str, gen0: 
                              shared.reference, f"collapse-{regime}-{strategy_name}-seed{seed}",
                              seed, monitor=strategy_name in cfg.monitor)
     model = load_model(gen0.model_dir)
-    pool = Pool(gen0.pool_texts, gen0.pool_ids, model, embed)
+    pool = Pool(gen0.pool_texts, gen0.pool_ids, model, embed, cfg.model.context)
     metrics: dict[str, Any] = gen0.record
     records = [gen0.record]
     kept: list[str] = []  # every synthetic sample selected so far (for `accumulate`)
@@ -230,7 +246,7 @@ def run_chain(shared: Shared, regime: str, seed: int, strategy_name: str, gen0: 
                                     kept, seed, g, int(chosen.info.get("replayed", 0)))
         ids = shared.tokenizer.encode(texts)
         model = copy_model(model)
-        fit = train(model, ids, cfg.gen_tokens, cfg.batch_size, cfg.gen_lr,
+        fit = train(model, ids, cfg.model.context, cfg.gen_tokens, cfg.batch_size, cfg.gen_lr,
                     task_seed("train", regime, seed, g))
         clock.lap("train")
         n = cfg.pool_size if g < cfg.generations else cfg.metric_samples
@@ -249,7 +265,7 @@ def run_chain(shared: Shared, regime: str, seed: int, strategy_name: str, gen0: 
             "seconds": clock.laps,
         }
         records.append(metrics)
-        pool = Pool(pool_texts, pool_ids, model, embed)
+        pool = Pool(pool_texts, pool_ids, model, embed, cfg.model.context)
         progress(f"{regime} seed {seed} {strategy_name} generation {g}")
     service = strategy.finish(metrics)
     return {"regime": regime, "seed": seed, "strategy": strategy_name,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers import GPT2LMHeadModel
+from transformers import PreTrainedModel
 
 from bench.collapse.tokenizer import EOS_ID
 
@@ -59,10 +59,11 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> f
 
 @torch.inference_mode()
 def score(
-    model: GPT2LMHeadModel, docs: Sequence[Sequence[int]], batch_size: int = 32
+    model: PreTrainedModel, docs: Sequence[Sequence[int]], context: int, batch_size: int = 32
 ) -> TokenScores:
-    """Teacher-forced scores of every entry (truncated to the model's context)."""
-    limit = int(model.config.n_positions)
+    """Teacher-forced scores of every entry (truncated to ``context`` tokens, both EOS
+    included)."""
+    limit = context
     seqs = [[*[EOS_ID, *d][:limit - 1], EOS_ID] for d in docs]
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     doc_nll = np.zeros(len(seqs))
@@ -78,8 +79,9 @@ def score(
         for row, i in enumerate(batch):
             ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
             mask[row, : len(seqs[i])] = True
-        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask.long()).logits[:, :-1]
-                                 .float(), dim=-1)
+        logits = model(input_ids=ids.to(model.device),
+                       attention_mask=mask.long().to(model.device)).logits
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).cpu()
         target, valid = ids[:, 1:], mask[:, 1:]
         nll = -logp.gather(-1, target.unsqueeze(-1))[..., 0]
         top_logp, top_id = logp.max(dim=-1)

@@ -1,4 +1,5 @@
-"""The self-trained model: a small GPT-2 (random init, `transformers`) and its training loop.
+"""The self-trained model: a small GPT-2 (random init, `transformers`) or a pretrained causal LM
+(fine-tuned), and its training loop. Models live on the GPU when torch sees one.
 
 Training packs entries into fixed blocks (``EOS entry EOS entry ...``) so no compute goes to
 padding, and runs for a fixed number of token passes: every strategy's generation costs the same,
@@ -16,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from bench.collapse.config import ModelConfig
 from bench.collapse.tokenizer import EOS_ID
+
+SMOLLM2 = "smollm2"
 
 WARMUP = 0.05  # share of steps with a linear learning-rate warm-up
 FINAL_LR = 0.1  # cosine decay to this share of the peak
@@ -33,7 +36,28 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def new_model(cfg: ModelConfig, vocab_size: int, seed: int) -> GPT2LMHeadModel:
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pretrained_dir(name: str) -> Path:
+    """``smollm2``: the dense copy of the bundled SmolLM2-135M-Instruct (written from its GGUF
+    on first use); anything else: a local model directory."""
+    if name == SMOLLM2:
+        from curation.lm import smollm2_dense_dir
+
+        return smollm2_dense_dir()
+    path = Path(name)
+    missing = [f for f in ("config.json", "tokenizer.json") if not (path / f).is_file()]
+    if missing:
+        raise ValueError(f"pretrained: {name!r} is not a model directory (no {', '.join(missing)})")
+    return path
+
+
+def new_model(cfg: ModelConfig, vocab_size: int, seed: int) -> PreTrainedModel:
+    """Generation 0's starting point: the pretrained model, or a GPT-2 from random init."""
+    if cfg.pretrained is not None:
+        return load_model(pretrained_dir(cfg.pretrained))
     torch.manual_seed(seed)
     config = GPT2Config(
         vocab_size=vocab_size,
@@ -45,14 +69,17 @@ def new_model(cfg: ModelConfig, vocab_size: int, seed: int) -> GPT2LMHeadModel:
         eos_token_id=EOS_ID,
         pad_token_id=EOS_ID,
     )
-    return GPT2LMHeadModel(config)
+    return GPT2LMHeadModel(config).to(device())  # type: ignore[arg-type]  # moves in place
 
 
-def load_model(path: Path) -> GPT2LMHeadModel:
-    return GPT2LMHeadModel.from_pretrained(str(path)).eval()
+def load_model(path: Path) -> PreTrainedModel:
+    """A saved model (fp32, for training) on :func:`device`, in eval mode."""
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32,
+                                                 local_files_only=True)
+    return model.to(device()).eval()  # type: ignore[arg-type]
 
 
-def copy_model(model: GPT2LMHeadModel) -> GPT2LMHeadModel:
+def copy_model(model: PreTrainedModel) -> PreTrainedModel:
     return copy.deepcopy(model)
 
 
@@ -74,18 +101,18 @@ def pack(docs: Sequence[Sequence[int]], block: int, rng: np.random.Generator) ->
 
 
 def train(
-    model: GPT2LMHeadModel,
+    model: PreTrainedModel,
     docs: Sequence[Sequence[int]],
+    block: int,
     token_passes: int,
     batch_size: int,
     lr: float,
     seed: int,
 ) -> dict[str, float]:
-    """Train in place for ``token_passes`` tokens (AdamW, warm-up + cosine); returns the mean
-    loss of the last tenth of the steps and the seconds taken."""
+    """Train in place for ``token_passes`` tokens in blocks of ``block`` (AdamW, warm-up +
+    cosine); returns the mean loss of the last tenth of the steps and the seconds taken."""
     if not docs:
         raise ValueError("train: no documents")
-    block = int(model.config.n_positions)
     steps = max(1, token_passes // (batch_size * block))
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -106,7 +133,7 @@ def train(
     for step in range(steps):
         if cursor + batch_size > len(blocks):
             blocks, cursor = torch.cat([blocks[cursor:], pack(docs, block, rng)]), 0
-        batch = blocks[cursor : cursor + batch_size]
+        batch = blocks[cursor : cursor + batch_size].to(model.device)
         cursor += batch_size
         for group in opt.param_groups:
             group["lr"] = lr_at(step)

@@ -9,6 +9,7 @@ from typing import Any
 from bench.collapse.config import BenchConfig
 from bench.collapse.data import load_corpus, split_corpus
 from bench.collapse.experiment import Shared
+from bench.collapse.model import pretrained_dir
 from bench.collapse.textmetrics import CategoryLabeler, text_metrics
 from bench.collapse.tokenizer import BenchTokenizer
 from curation.embed import Embedder
@@ -21,7 +22,9 @@ def prepare(
     split = split_corpus(load_corpus(corpus_path), train_cap=cfg.train_docs, test_cap=cfg.test_docs)
     train_texts = [f.text for f in split.train]
     test_texts = [f.text for f in split.test]
-    tokenizer = BenchTokenizer.train(train_texts, cfg.model.vocab_size)
+    tokenizer = (BenchTokenizer.train(train_texts, cfg.model.vocab_size)
+                 if cfg.model.pretrained is None
+                 else BenchTokenizer.pretrained(pretrained_dir(cfg.model.pretrained)))
     per_category: dict[str, list[str]] = defaultdict(list)
     for f in split.train:
         if len(per_category[f.category]) < cfg.centroid_docs:

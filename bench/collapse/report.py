@@ -326,15 +326,15 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['seconds'] / 60:.1f} min.",
         *(["", f"> {results['note']}"] if results.get("note") else []),
         "",
-        f"Model: GPT-2 style, {setup['parameters']:,} parameters "
-        f"({cfg['model']['n_layer']} layers, width {cfg['model']['n_embd']}, "
-        f"context {cfg['model']['context']}, BPE vocabulary {setup['vocab_size']}). "
+        f"Model: {_model(cfg['model'], setup)} "
         f"Data: {setup['split']['train_entries']} real training entries, "
         f"{setup['split']['test_entries']} held-out ({cfg['test_docs']} scored), "
         f"{setup['split']['categories']} categories; tail = the "
         f"{len(setup['split']['tail_categories'])} smallest "
         f"({setup['split']['tail_train_share']:.1%} of the training split). "
-        f"Generation 0: {cfg['gen0_tokens']:,} token passes from scratch; each later generation "
+        f"Generation 0: {cfg['gen0_tokens']:,} token passes "
+        f"{'from scratch' if cfg['model'].get('pretrained') is None else 'of fine-tuning'}; "
+        f"each later generation "
         f"continues for {cfg['gen_tokens']:,} token passes on {cfg['budget']} samples chosen from "
         f"a pool of {cfg['budget'] * cfg['pool_factor']} sampled at temperature "
         f"{cfg['temperature']}, top-p {cfg['top_p']}. {cfg['seeds']} seed(s) from seed "
@@ -429,6 +429,21 @@ def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
         plot(results, regime, png)
         paths.append(png)
     return paths
+
+
+def _model(model: dict[str, Any], setup: dict[str, Any]) -> str:
+    """The generator in a sentence: a GPT-2 from scratch, or a pretrained model and its prompts
+    (results recorded before pretrained generators existed have no ``pretrained`` key)."""
+    if model.get("pretrained") is None:
+        return (f"GPT-2 style, {setup['parameters']:,} parameters ({model['n_layer']} layers, "
+                f"width {model['n_embd']}, context {model['context']}, BPE vocabulary "
+                f"{setup['vocab_size']}).")
+    prompt = (f"each sample continues the first {model['prompt_tokens']} tokens of a random real "
+              f"training entry" if model["prompt_tokens"] else "each sample starts from scratch")
+    limit = model["new_tokens"] or model["context"] - 1 - model["prompt_tokens"]
+    return (f"pretrained `{model['pretrained']}`, {setup['parameters']:,} parameters, fine-tuned "
+            f"(vocabulary {setup['vocab_size']}, context {model['context']}); {prompt} for up to "
+            f"{limit} tokens.")
 
 
 def _machine(m: dict[str, Any]) -> str:

@@ -1,14 +1,17 @@
 """Sampling candidate pools from a model: batched, with a KV cache, finished rows dropped.
 
-Every sample starts from EOS and ends at the next EOS (or the context length). Rows that have
-finished are removed from the batch and its cache at once, so a pool costs the tokens it holds,
-not ``batch x longest sample``: fortunes are short on average (~45 tokens) with a long tail.
+Every sample starts from EOS, then its prompt (none, or the first tokens of a real entry), and
+ends at the next EOS or after ``new_tokens``. Rows that have finished are removed from the
+batch and its cache at once, so a pool costs the tokens it holds, not ``batch x longest
+sample``: fortunes are short on average (~45 tokens) with a long tail.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
-from transformers import DynamicCache, GPT2LMHeadModel
+from transformers import DynamicCache, PreTrainedModel
 
 from bench.collapse.tokenizer import EOS_ID
 
@@ -25,29 +28,35 @@ def _filter_top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
 
 @torch.inference_mode()
 def sample(
-    model: GPT2LMHeadModel,
-    n: int,
+    model: PreTrainedModel,
+    prompts: Sequence[Sequence[int]],
+    new_tokens: int,
     temperature: float,
     top_p: float,
     batch_size: int,
     seed: int,
 ) -> list[list[int]]:
-    """``n`` samples (token ids, without EOS) drawn ancestrally at ``temperature``/``top_p``."""
-    gen = torch.Generator().manual_seed(seed)
-    limit = int(model.config.n_positions) - 1
+    """One sample per prompt (token ids: the prompt, then what was drawn ancestrally at
+    ``temperature``/``top_p``, without EOS). Prompts must all have one length, so that a batch
+    needs no padding."""
+    if len({len(p) for p in prompts}) > 1:
+        raise ValueError("prompts: must all have the same length")
+    dev = model.device
+    gen = torch.Generator(device=dev).manual_seed(seed)
     out: list[list[int]] = []
-    for lo in range(0, n, batch_size):
-        rows = min(batch_size, n - lo)
+    for lo in range(0, len(prompts), batch_size):
+        batch = prompts[lo : lo + batch_size]
+        rows = len(batch)
         done: list[list[int] | None] = [None] * rows
         active = torch.arange(rows)
-        tokens: list[list[int]] = [[] for _ in range(rows)]
+        tokens: list[list[int]] = [list(p) for p in batch]
         cache = DynamicCache()
-        step_input = torch.full((rows, 1), EOS_ID, dtype=torch.long)
-        for _ in range(limit):
-            logits = model(input_ids=step_input, past_key_values=cache, use_cache=True).logits
+        step_input = torch.tensor([[EOS_ID, *p] for p in batch], dtype=torch.long, device=dev)
+        for _ in range(new_tokens):
+            logits = model(input_ids=step_input, cache=cache, use_cache=True).logits
             probs = torch.softmax(logits[:, -1].float() / temperature, dim=-1)
             nxt = torch.multinomial(_filter_top_p(probs, top_p), 1, generator=gen)[:, 0]
-            finished = nxt == EOS_ID
+            finished = (nxt == EOS_ID).cpu()
             for j, (row, tok) in enumerate(zip(active.tolist(), nxt.tolist(), strict=True)):
                 if finished[j]:
                     done[row] = tokens[row]
@@ -57,8 +66,8 @@ def sample(
             if len(keep) == 0:
                 break
             if len(keep) < len(active):
-                cache.batch_select_indices(keep)
+                cache.batch_select_indices(keep.to(dev))
                 active = active[keep]
-            step_input = nxt[keep].unsqueeze(1)
+            step_input = nxt[keep.to(dev)].unsqueeze(1)
         out += [d if d is not None else tokens[i] for i, d in enumerate(done)]
     return out

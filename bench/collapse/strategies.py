@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from transformers import GPT2LMHeadModel
+from transformers import PreTrainedModel
 
 from bench.collapse.config import DCES_STRATEGIES, NO_LOGPROBS
 from bench.collapse.heldout import TokenScores, score
@@ -41,12 +41,14 @@ SEARCH_STEPS = 30
 
 @dataclass
 class Pool:
-    """Candidates sampled from ``model``; perplexities and embeddings computed on first use."""
+    """Candidates sampled from ``model``; perplexities (entries of up to ``context`` tokens)
+    and embeddings computed on first use."""
 
     texts: list[str]
     ids: list[list[int]]
-    model: GPT2LMHeadModel
+    model: PreTrainedModel
     embed: Embed
+    context: int
     _scores: TokenScores | None = field(default=None, repr=False)
     _embeddings: np.ndarray | None = field(default=None, repr=False)
 
@@ -54,7 +56,7 @@ class Pool:
     def scores(self) -> TokenScores:
         """Every candidate scored by the model that wrote it (what a training job has)."""
         if self._scores is None:
-            self._scores = score(self.model, self.ids)
+            self._scores = score(self.model, self.ids, self.context)
         return self._scores
 
     @property

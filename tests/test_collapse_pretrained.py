@@ -1,0 +1,146 @@
+"""The collapse benchmark with a pretrained generator (``--pretrained``): loading, prompts,
+prompted sampling, fine-tuning and a whole miniature run.
+
+The full preset fine-tunes SmolLM2-135M, a GPU job; here a tiny randomly initialised Llama with
+SmolLM2's real tokenizer goes through the same loading code (these tests check plumbing, not
+quality).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lm_fixtures import tiny_lm_dir_fixture  # noqa: F401
+from transformers import PreTrainedModel
+
+from bench.collapse.__main__ import main
+from bench.collapse.config import PRETRAINED, PRETRAINED_QUICK, ModelConfig, preset
+from bench.collapse.data import load_corpus
+from bench.collapse.experiment import prompts
+from bench.collapse.heldout import score
+from bench.collapse.model import SMOLLM2, load_model, new_model, train
+from bench.collapse.report import _model
+from bench.collapse.sampling import sample
+from bench.collapse.tokenizer import EOS_ID, BenchTokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "examples" / "fortunes-sample.jsonl"
+
+
+@pytest.fixture(scope="module", name="tokenizer")
+def tokenizer_fixture(tiny_lm_dir: Path) -> BenchTokenizer:
+    return BenchTokenizer.pretrained(tiny_lm_dir)
+
+
+@pytest.fixture(scope="module", name="fortune_ids")
+def fortune_ids_fixture(tokenizer: BenchTokenizer) -> list[list[int]]:
+    return tokenizer.encode([f.text for f in load_corpus(SAMPLE)][:200])
+
+
+def test_the_presets_fine_tune_smollm2_on_prompted_64_token_continuations() -> None:
+    for cfg in (PRETRAINED, PRETRAINED_QUICK):
+        assert (cfg.model.pretrained, cfg.model.prompt_tokens, cfg.model.new_tokens) == (
+            SMOLLM2, 8, 64)
+        assert cfg.gen_lr < cfg.gen0_lr < 1e-3  # fine-tuning rates, not from-scratch ones
+    assert preset(True, "/some/dir").model.pretrained == "/some/dir"
+    assert preset(False, None).model.pretrained is None
+    assert preset(False, None).model.continuation_limit == 127  # the from-scratch default
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"prompt_tokens": -1}, "prompt_tokens"),
+        ({"prompt_tokens": 95}, "prompt_tokens"),
+        ({"prompt_tokens": 8, "new_tokens": 88}, "new_tokens"),
+        ({"new_tokens": 0}, "new_tokens"),
+        ({"context": 4}, "context"),
+    ],
+)
+def test_model_limits_name_the_field(changes: dict[str, int], field: str) -> None:
+    with pytest.raises(ValueError, match=f"^model.{field}: must be"):
+        ModelConfig(**{"context": 96, **changes})
+    assert ModelConfig(context=96, prompt_tokens=8, new_tokens=87).continuation_limit == 87
+
+
+def test_cli_rejects_a_directory_that_holds_no_model(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--quick", "--pretrained", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a model directory (no config.json, tokenizer.json)" in err
+
+
+def test_the_tokenizer_is_the_models_own_with_the_separator_at_id_0(
+        tokenizer: BenchTokenizer) -> None:
+    assert tokenizer.vocab_size == 49152
+    ids = tokenizer.encode(["A fool and his money are soon parted."])[0]
+    assert EOS_ID not in ids
+    assert tokenizer.decode([ids]) == ["A fool and his money are soon parted."]
+
+
+def test_prompts_are_the_first_tokens_of_entries_longer_than_them(
+        fortune_ids: list[list[int]]) -> None:
+    drawn = prompts(fortune_ids, 50, 8, seed=3)
+    starts = {tuple(ids[:8]) for ids in fortune_ids if len(ids) > 8}
+    assert len(drawn) == 50 and all(len(p) == 8 and tuple(p) in starts for p in drawn)
+    assert drawn == prompts(fortune_ids, 50, 8, seed=3)  # a fixed draw per seed
+    assert prompts(fortune_ids, 3, 0, seed=3) == [[], [], []]
+    with pytest.raises(ValueError, match=r"^prompt_tokens: no training entry is longer than 999"):
+        prompts(fortune_ids, 3, 999, seed=3)
+
+
+def test_a_prompted_sample_continues_its_prompt_within_the_limit(tiny_lm_dir: Path) -> None:
+    model = load_model(tiny_lm_dir)
+    starts = [[100 + i, 200 + i, 300 + i] for i in range(10)]
+    out = sample(model, starts, 5, temperature=1.0, top_p=0.9, batch_size=4, seed=0)
+    assert len(out) == 10
+    for prompt, ids in zip(starts, out, strict=True):
+        assert ids[:3] == prompt and len(ids) <= 3 + 5 and EOS_ID not in ids
+    assert out == sample(model, starts, 5, 1.0, 0.9, batch_size=4, seed=0)  # seeded
+    with pytest.raises(ValueError, match=r"^prompts: must all have the same length"):
+        sample(model, [[1], [1, 2]], 5, 1.0, 0.9, 4, 0)
+
+
+def test_fine_tuning_lowers_the_loss_of_the_loaded_model(
+        tiny_lm_dir: Path, fortune_ids: list[list[int]]) -> None:
+    model = new_model(ModelConfig(context=64, pretrained=str(tiny_lm_dir)), 0, seed=0)
+    assert isinstance(model, PreTrainedModel) and model.config.model_type == "llama"
+    before = score(model, fortune_ids[:50], context=64).summary()["heldout_perplexity"]
+    fit = train(model, fortune_ids, 64, token_passes=40 * 8 * 64, batch_size=8, lr=3e-3, seed=0)
+    after = score(model, fortune_ids[:50], context=64).summary()["heldout_perplexity"]
+    assert fit["steps"] == 40 and np.isfinite(fit["final_loss"])
+    assert after < 0.5 * before, (before, after)
+
+
+def test_the_report_names_the_pretrained_generator_and_its_prompts() -> None:
+    model = {"pretrained": SMOLLM2, "prompt_tokens": 8, "new_tokens": 64, "context": 128}
+    assert _model(model, {"parameters": 134_515_008, "vocab_size": 49152}) == (
+        "pretrained `smollm2`, 134,515,008 parameters, fine-tuned (vocabulary 49152, context "
+        "128); each sample continues the first 8 tokens of a random real training entry for up "
+        "to 64 tokens.")
+
+
+@pytest.mark.slow
+def test_pretrained_quick_run_fine_tunes_and_curates(tmp_path: Path, tiny_lm_dir: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.collapse", "--quick", "--pretrained", str(tiny_lm_dir),
+         "--strategies", "random", "dces", "--corpus", str(SAMPLE),
+         "--out", str(tmp_path), "--name", "p"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "p.json").read_text())
+    assert results["config"]["model"]["pretrained"] == str(tiny_lm_dir)
+    assert results["setup"]["vocab_size"] == 49152
+    for run in results["runs"]:
+        assert len(run["generations"]) == PRETRAINED_QUICK.generations + 1
+        for g in run["generations"][1:]:
+            assert g["selected"] == PRETRAINED_QUICK.budget or run["strategy"] == "dces"
+            assert np.isfinite(g["heldout_perplexity"])
+            assert all(text for text in g["examples"]["written"])
+    assert "pretrained `" in (tmp_path / "p.md").read_text()
