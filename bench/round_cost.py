@@ -76,10 +76,10 @@ def candidate_pools(shared: Shared, n: int, embed: Embed) -> tuple[Pool, list[Po
     for seed in range(n):
         gen0 = run_gen0(shared, seed, embed, lambda msg: print(msg, file=sys.stderr))
         pools.append(Pool(gen0.pool_texts, gen0.pool_ids, load_model(gen0.model_dir), embed,
-                          shared.cfg.model.context))
+                          shared.cfg.model))
     model = pools[0].model
     texts, ids = generate(shared, model, shared.cfg.pool_size, WARM_UP_SEED)
-    warm_up = Pool(texts, ids, model, embed, shared.cfg.model.context)
+    warm_up = Pool(texts, ids, model, embed, shared.cfg.model)
     for pool in [warm_up, *pools]:
         pool.scores  # noqa: B018 - the job's log-probs: computed before any timing
     return warm_up, pools
@@ -109,7 +109,7 @@ class Sides:
 
     def semdedup(self, pool: Pool) -> dict[str, Any]:
         fresh = Pool(pool.texts, pool.ids, pool.model, self.semdedup_embedder.encode,
-                     pool.context)
+                     pool.generator)
         start = time.perf_counter()
         chosen = SemDeDupStrategy("semdedup", 0).select(fresh, self.budget, 0, {})
         return {"seconds": time.perf_counter() - start, "selected": len(chosen.texts)}

@@ -117,6 +117,27 @@ def test_fine_tuning_lowers_the_loss_of_the_loaded_model(
     assert after < 0.5 * before, (before, after)
 
 
+def test_a_given_prompt_is_context_and_only_the_continuation_is_scored(
+        tiny_lm_dir: Path, fortune_ids: list[list[int]]) -> None:
+    import torch
+
+    model = load_model(tiny_lm_dir)
+    docs = [ids for ids in fortune_ids if len(ids) > 4][:6]
+    whole = score(model, docs, context=64)
+    continued = score(model, docs, context=64, given=3)
+    assert (whole.doc_tokens - continued.doc_tokens == 3).all()
+    for i, doc in enumerate(docs):  # the difference is the three prompt tokens' NLL
+        seq = torch.tensor([[EOS_ID, *doc[:3]]])
+        with torch.inference_mode():
+            logp = torch.log_softmax(model(input_ids=seq).logits[0, :-1].float(), dim=-1)
+        prompt_nll = -float(logp.gather(-1, seq[0, 1:, None]).sum())
+        total = whole.doc_nll[i] * whole.doc_tokens[i]
+        rest = continued.doc_nll[i] * continued.doc_tokens[i]
+        assert total - rest == pytest.approx(prompt_nll, rel=1e-4)
+    with pytest.raises(ValueError, match=r"^given: every entry must be longer than its 3 given"):
+        score(model, [[5, 6]], context=64, given=3)
+
+
 def test_the_report_names_the_pretrained_generator_and_its_prompts() -> None:
     model = {"pretrained": SMOLLM2, "prompt_tokens": 8, "new_tokens": 64, "context": 128}
     assert _model(model, {"parameters": 134_515_008, "vocab_size": 49152}) == (

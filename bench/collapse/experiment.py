@@ -232,7 +232,7 @@ def run_chain(shared: Shared, regime: str, seed: int, strategy_name: str, gen0: 
                              shared.reference, f"collapse-{regime}-{strategy_name}-seed{seed}",
                              seed, monitor=strategy_name in cfg.monitor)
     model = load_model(gen0.model_dir)
-    pool = Pool(gen0.pool_texts, gen0.pool_ids, model, embed, cfg.model.context)
+    pool = Pool(gen0.pool_texts, gen0.pool_ids, model, embed, cfg.model)
     metrics: dict[str, Any] = gen0.record
     records = [gen0.record]
     kept: list[str] = []  # every synthetic sample selected so far (for `accumulate`)
@@ -265,7 +265,7 @@ def run_chain(shared: Shared, regime: str, seed: int, strategy_name: str, gen0: 
             "seconds": clock.laps,
         }
         records.append(metrics)
-        pool = Pool(pool_texts, pool_ids, model, embed, cfg.model.context)
+        pool = Pool(pool_texts, pool_ids, model, embed, cfg.model)
         progress(f"{regime} seed {seed} {strategy_name} generation {g}")
     service = strategy.finish(metrics)
     return {"regime": regime, "seed": seed, "strategy": strategy_name,

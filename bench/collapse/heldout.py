@@ -59,15 +59,19 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> f
 
 @torch.inference_mode()
 def score(
-    model: PreTrainedModel, docs: Sequence[Sequence[int]], context: int, batch_size: int = 32
+    model: PreTrainedModel, docs: Sequence[Sequence[int]], context: int, batch_size: int = 32,
+    given: int = 0,
 ) -> TokenScores:
     """Teacher-forced scores of every entry (truncated to ``context`` tokens, both EOS
-    included)."""
+    included). The first ``given`` tokens of each entry (a prompt the model continued) are
+    context only: neither scored nor counted."""
     limit = context
     seqs = [[*[EOS_ID, *d][:limit - 1], EOS_ID] for d in docs]
+    if any(len(s) - 1 <= given for s in seqs):
+        raise ValueError(f"given: every entry must be longer than its {given} given tokens")
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     doc_nll = np.zeros(len(seqs))
-    doc_tokens = np.array([len(s) - 1 for s in seqs], dtype=np.float64)
+    doc_tokens = np.array([len(s) - 1 - given for s in seqs], dtype=np.float64)
     entropy: list[np.ndarray] = []
     confidence: list[np.ndarray] = []
     correct: list[np.ndarray] = []
@@ -82,7 +86,8 @@ def score(
         logits = model(input_ids=ids.to(model.device),
                        attention_mask=mask.long().to(model.device)).logits
         logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).cpu()
-        target, valid = ids[:, 1:], mask[:, 1:]
+        target, valid = ids[:, 1:], mask[:, 1:].clone()
+        valid[:, :given] = False
         nll = -logp.gather(-1, target.unsqueeze(-1))[..., 0]
         top_logp, top_id = logp.max(dim=-1)
         ent = -(logp.exp() * logp).sum(-1)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedModel
 
-from bench.collapse.config import DCES_STRATEGIES, NO_LOGPROBS
+from bench.collapse.config import DCES_STRATEGIES, NO_LOGPROBS, ModelConfig
 from bench.collapse.heldout import TokenScores, score
 from curation.measure import near_duplicate_mask
 from dces_client import DCESClient
@@ -41,22 +41,24 @@ SEARCH_STEPS = 30
 
 @dataclass
 class Pool:
-    """Candidates sampled from ``model``; perplexities (entries of up to ``context`` tokens)
-    and embeddings computed on first use."""
+    """Candidates sampled from ``model`` (as ``generator`` describes it); perplexities and
+    embeddings computed on first use."""
 
     texts: list[str]
     ids: list[list[int]]
     model: PreTrainedModel
     embed: Embed
-    context: int
+    generator: ModelConfig
     _scores: TokenScores | None = field(default=None, repr=False)
     _embeddings: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def scores(self) -> TokenScores:
-        """Every candidate scored by the model that wrote it (what a training job has)."""
+        """Every candidate scored by the model that wrote it, over the tokens it wrote: a
+        training job has these log-probs from sampling; a prompt was given, not written."""
         if self._scores is None:
-            self._scores = score(self.model, self.ids, self.context)
+            self._scores = score(self.model, self.ids, self.generator.context,
+                                 given=self.generator.prompt_tokens)
         return self._scores
 
     @property
