@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedModel
 
-from bench.collapse.config import REPLAY_STRATEGIES, STRATEGIES, BenchConfig
+from bench.collapse.config import REPLAY_STRATEGIES, STRATEGIES, BenchConfig, ModelConfig
 from bench.collapse.heldout import score
 from bench.collapse.model import copy_model, load_model, new_model, train
 from bench.collapse.sampling import sample
@@ -127,6 +127,9 @@ def examples(selected: list[str], written: list[str], seed: int) -> dict[str, li
     return {"selected": pick(selected), "written": pick(written)}
 
 
+PRETRAINED_FIELDS = ("pretrained", "prompt_tokens", "new_tokens")
+
+
 def gen0_key(shared: Shared, seed: int) -> str:
     """What generation 0 depends on: the config but the later generations' settings and the
     run's bookkeeping (how many seeds, which pools are monitored), the token ids of the training
@@ -135,6 +138,11 @@ def gen0_key(shared: Shared, seed: int) -> str:
     later = {"regimes", "strategies", "generations", "gen_tokens", "gen_lr", "anchor_fraction",
              "jobs", "seeds", "first_seed", "monitor"}
     settings = {k: v for k, v in asdict(cfg).items() if k not in later}
+    # The pretrained generator's fields, when off, leave the key as it was before they existed:
+    # caches of the from-scratch model stay valid.
+    off = asdict(ModelConfig())
+    settings["model"] = {k: v for k, v in settings["model"].items()
+                         if not (k in PRETRAINED_FIELDS and v == off[k])}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     digest.update(pickle.dumps((shared.train_ids, shared.test_ids, seed)))
     return digest.hexdigest()[:16]
