@@ -45,7 +45,7 @@ from app.settings import Settings
 from app.worker.models import EngineModels, base_config
 from bench.collapse.config import FULL
 from bench.collapse.experiment import Shared, generate, run_gen0
-from bench.collapse.model import load_model, quiet_transformers
+from bench.collapse.model import device, load_model, quiet_transformers
 from bench.collapse.prepare import prepare
 from bench.collapse.service import dces_service
 from bench.collapse.strategies import Embed, Pool, SemDeDupStrategy, round_samples
@@ -75,7 +75,8 @@ def candidate_pools(shared: Shared, n: int, embed: Embed) -> tuple[Pool, list[Po
     pools = []
     for seed in range(n):
         gen0 = run_gen0(shared, seed, embed, lambda msg: print(msg, file=sys.stderr))
-        pools.append(Pool(gen0.pool_texts, gen0.pool_ids, load_model(gen0.model_dir), embed,
+        pools.append(Pool(gen0.pool_texts, gen0.pool_ids,
+                          load_model(gen0.model_dir, device(shared.cfg.model)), embed,
                           shared.cfg.model))
     model = pools[0].model
     texts, ids = generate(shared, model, shared.cfg.pool_size, WARM_UP_SEED)

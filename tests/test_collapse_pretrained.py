@@ -21,11 +21,12 @@ from transformers import PreTrainedModel
 from bench.collapse.__main__ import main
 from bench.collapse.config import PRETRAINED, PRETRAINED_QUICK, ModelConfig, preset
 from bench.collapse.data import load_corpus
-from bench.collapse.experiment import prompts
+from bench.collapse.experiment import PRETRAINED_FIELDS, gen0_settings, prompts
 from bench.collapse.heldout import score
-from bench.collapse.model import SMOLLM2, load_model, new_model, train
+from bench.collapse.model import SMOLLM2, load_model, new_model, parameter_count, train
 from bench.collapse.report import _model
 from bench.collapse.sampling import sample
+from bench.collapse.strategies import Pool
 from bench.collapse.tokenizer import EOS_ID, BenchTokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,8 +57,8 @@ def test_the_presets_fine_tune_smollm2_on_prompted_64_token_continuations() -> N
     ("changes", "field"),
     [
         ({"prompt_tokens": -1}, "prompt_tokens"),
-        ({"prompt_tokens": 95}, "prompt_tokens"),
-        ({"prompt_tokens": 8, "new_tokens": 88}, "new_tokens"),
+        ({"prompt_tokens": 94}, "prompt_tokens"),
+        ({"prompt_tokens": 8, "new_tokens": 87}, "new_tokens"),
         ({"new_tokens": 0}, "new_tokens"),
         ({"context": 4}, "context"),
     ],
@@ -65,7 +66,15 @@ def test_the_presets_fine_tune_smollm2_on_prompted_64_token_continuations() -> N
 def test_model_limits_name_the_field(changes: dict[str, int], field: str) -> None:
     with pytest.raises(ValueError, match=f"^model.{field}: must be"):
         ModelConfig(**{"context": 96, **changes})
-    assert ModelConfig(context=96, prompt_tokens=8, new_tokens=87).continuation_limit == 87
+
+
+def test_a_continuation_at_its_limit_is_scored_whole_with_its_prompt(tiny_lm_dir: Path) -> None:
+    generator = ModelConfig(context=32, prompt_tokens=8, new_tokens=22)  # 1 + 8 + 22 + 1 = 32
+    assert generator.continuation_limit == 22
+    model = load_model(tiny_lm_dir)
+    longest = [list(range(100, 130))]
+    scored = score(model, longest, context=32, given=8, unended=[True])
+    assert scored.doc_tokens.tolist() == [22]  # every written token, no end it did not write
 
 
 def test_cli_rejects_a_directory_that_holds_no_model(
@@ -106,6 +115,18 @@ def test_a_prompted_sample_continues_its_prompt_within_the_limit(tiny_lm_dir: Pa
         sample(model, [[1], [1, 2]], 5, 1.0, 0.9, 4, 0)
 
 
+def test_the_sampler_continues_the_prompt_not_the_separator(tiny_lm_dir: Path) -> None:
+    import torch
+
+    model = load_model(tiny_lm_dir)
+    starts = [[100 + i, 200 + i, 300 + i] for i in range(6)]
+    first = [ids[3] for ids in sample(model, starts, 1, 1.0, top_p=1e-6, batch_size=3, seed=0)]
+    with torch.inference_mode():  # nucleus of one: the argmax after EOS and the prompt
+        expected = [int(model(input_ids=torch.tensor([[EOS_ID, *p]])).logits[0, -1].argmax())
+                    for p in starts]
+    assert first == expected and len(set(expected)) > 1
+
+
 def test_fine_tuning_lowers_the_loss_of_the_loaded_model(
         tiny_lm_dir: Path, fortune_ids: list[list[int]]) -> None:
     model = new_model(ModelConfig(context=64, pretrained=str(tiny_lm_dir)), 0, seed=0)
@@ -136,6 +157,77 @@ def test_a_given_prompt_is_context_and_only_the_continuation_is_scored(
         assert total - rest == pytest.approx(prompt_nll, rel=1e-4)
     with pytest.raises(ValueError, match=r"^given: every entry must be longer than its 3 given"):
         score(model, [[5, 6]], context=64, given=3)
+
+
+def test_a_cut_continuation_is_scored_without_the_end_it_never_wrote(
+        tiny_lm_dir: Path, fortune_ids: list[list[int]]) -> None:
+    import torch
+
+    model = load_model(tiny_lm_dir)
+    docs = [ids[:12] for ids in fortune_ids if len(ids) > 12][:5]
+    ended = score(model, docs, context=64, given=4)
+    cut = score(model, docs, context=64, given=4, unended=[True] * len(docs))
+    assert (ended.doc_tokens - cut.doc_tokens == 1).all()
+    for i, doc in enumerate(docs):  # the difference is the closing EOS's NLL
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([[EOS_ID, *doc]])).logits[0, -1].float()
+        end_nll = -float(torch.log_softmax(logits, dim=-1)[EOS_ID])
+        total = ended.doc_nll[i] * ended.doc_tokens[i]
+        rest = cut.doc_nll[i] * cut.doc_tokens[i]
+        assert total - rest == pytest.approx(end_nll, rel=1e-4)
+    with pytest.raises(ValueError, match=r"^unended: must have one flag per entry \(5\), got 2"):
+        score(model, docs, context=64, unended=[True, False])
+
+
+def test_a_pool_marks_the_continuations_that_reached_the_limit(tiny_lm_dir: Path) -> None:
+    generator = ModelConfig(context=32, prompt_tokens=2, new_tokens=4)
+    ids = [[7, 8, 9], [7, 8, 9, 10, 11, 12], [7, 8, 9, 10, 11]]  # 1, 4 (cut) and 3 written
+
+    def no_embedding(texts: list[str]) -> np.ndarray:
+        raise AssertionError("scores need no embedding")
+
+    pool = Pool(["a", "b", "c"], ids, load_model(tiny_lm_dir), no_embedding, generator)
+    assert pool.scores.doc_tokens.tolist() == [2, 4, 4]  # written tokens, + the end if written
+    unprompted = Pool(["a"], [[7, 8]], pool.model, no_embedding, ModelConfig(context=32))
+    assert unprompted.scores.doc_tokens.tolist() == [3]  # whole, end included, as recorded
+
+
+def test_the_generation_0_cache_knows_the_weights_and_keeps_from_scratch_keys(
+        tiny_lm_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    scratch = gen0_settings(preset(False, None))
+    assert not set(PRETRAINED_FIELDS) & set(scratch["model"])  # keys made before they existed
+    assert "weights" not in scratch and "device" not in scratch
+    copy = tmp_path / "lm"
+    shutil.copytree(tiny_lm_dir, copy)
+    before = gen0_settings(preset(True, str(copy)))
+    assert before["model"]["pretrained"] == str(copy) and before["weights"][0][0] == "config.json"
+    weights = next(copy.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes())  # the same name and size, written again
+    assert gen0_settings(preset(True, str(copy)))["weights"] != before["weights"]
+
+
+def test_parameters_are_counted_without_loading_weights(tiny_lm_dir: Path) -> None:
+    loaded = sum(p.numel() for p in load_model(tiny_lm_dir).parameters())
+    assert parameter_count(ModelConfig(pretrained=str(tiny_lm_dir)), 0) == loaded
+    assert parameter_count(ModelConfig(), 2048) == 675_328  # the recorded from-scratch GPT-2
+
+
+def test_cli_rejects_a_context_beyond_the_models_positions_and_a_broken_tokenizer(
+        tiny_lm_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    copy = tmp_path / "lm"
+    shutil.copytree(tiny_lm_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 64}))
+    assert main(["--quick", "--pretrained", str(copy)]) == 2
+    assert "model.context: must be at most the pretrained model's 64 positions, got 96" in (
+        capsys.readouterr().err)
+    (copy / "tokenizer.json").write_text("{not json")
+    assert main(["--quick", "--pretrained", str(copy)]) == 2
+    assert f"pretrained: {copy / 'tokenizer.json'} is not a tokenizer" in capsys.readouterr().err
 
 
 def test_the_report_names_the_pretrained_generator_and_its_prompts() -> None:

@@ -34,7 +34,12 @@ from bench.collapse.config import (
     STRATEGIES,
     preset,
 )
-from bench.collapse.model import new_model, parameter_count, pretrained_dir, quiet_transformers
+from bench.collapse.model import (
+    check_pretrained,
+    parameter_count,
+    pretrained_dir,
+    quiet_transformers,
+)
 from bench.collapse.prepare import prepare
 from bench.collapse.report import write
 from bench.collapse.runner import run_all, total_steps
@@ -105,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             monitor=None if args.monitor is None else tuple(dict.fromkeys(args.monitor)))
         if cfg.model.pretrained is not None:  # a bad model directory fails before any work
             BenchTokenizer.pretrained(pretrained_dir(cfg.model.pretrained))
+            check_pretrained(cfg.model)
     except ValueError as exc:
         print(f"bench.collapse: error: {exc}", file=sys.stderr)
         return 2
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         shared.gen0_cache = args.gen0_cache
         if service is not None:
             shared.url = service.wait_ready()
-        setup["parameters"] = parameter_count(new_model(cfg.model, setup["vocab_size"], 0))
+        setup["parameters"] = parameter_count(cfg.model, setup["vocab_size"])
         with tqdm(total=total_steps(shared), desc="collapse", unit="gen",
                   dynamic_ncols=True) as bar:
             def progress(message: str) -> None:

@@ -89,24 +89,29 @@ class ModelConfig:
     new_tokens: int | None = None  # the longest continuation; None: the rest of the context
 
     def __post_init__(self) -> None:
-        room = self.context - 1 - self.prompt_tokens
         checks: list[tuple[str, bool, str]] = [
             ("context", 8 <= self.context <= 8192, "in [8, 8192]"),
-            ("prompt_tokens", 0 <= self.prompt_tokens < self.context - 1,
-             "in [0, context - 1)"),
-            ("new_tokens", self.new_tokens is None or 1 <= self.new_tokens <= room,
-             "null or in [1, context - 1 - prompt_tokens]"),
+            ("prompt_tokens", 0 <= self.prompt_tokens < self.context - 2,
+             "in [0, context - 2)"),
+            ("new_tokens", self.new_tokens is None or 1 <= self.new_tokens <= self._room,
+             "null or in [1, context - 2 - prompt_tokens]"),
         ]
         for name, ok, limit in checks:
             if not ok:
                 raise ValueError(f"model.{name}: must be {limit}, got {getattr(self, name)!r}")
 
     @property
+    def _room(self) -> int:
+        """Tokens a continuation may have so that a scored entry (separator, prompt,
+        continuation, separator) fits the context whole."""
+        return self.context - 2 - self.prompt_tokens
+
+    @property
     def continuation_limit(self) -> int:
-        """Tokens a sample may add to its prompt: the entry separator closes every scored
-        entry, so a sample and its prompt fit the context with one token to spare."""
-        room = self.context - 1 - self.prompt_tokens
-        return room if self.new_tokens is None else self.new_tokens
+        """Tokens a sample may add to its prompt. ``new_tokens`` unset: one more than
+        :attr:`_room`, as every recorded from-scratch run sampled (a sample that long loses its
+        last token to the closing separator when it is scored; kept so that they reproduce)."""
+        return self._room + 1 if self.new_tokens is None else self.new_tokens
 
 
 @dataclass(frozen=True)

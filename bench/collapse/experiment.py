@@ -24,7 +24,7 @@ from transformers import PreTrainedModel
 
 from bench.collapse.config import REPLAY_STRATEGIES, STRATEGIES, BenchConfig, ModelConfig
 from bench.collapse.heldout import score
-from bench.collapse.model import copy_model, load_model, new_model, train
+from bench.collapse.model import copy_model, device, load_model, new_model, pretrained_dir, train
 from bench.collapse.sampling import sample
 from bench.collapse.strategies import Embed, Pool, make_strategy
 from bench.collapse.textmetrics import CategoryLabeler, text_metrics
@@ -130,22 +130,37 @@ def examples(selected: list[str], written: list[str], seed: int) -> dict[str, li
 PRETRAINED_FIELDS = ("pretrained", "prompt_tokens", "new_tokens")
 
 
-def gen0_key(shared: Shared, seed: int) -> str:
-    """What generation 0 depends on: the config but the later generations' settings and the
-    run's bookkeeping (how many seeds, which pools are monitored), the token ids of the training
-    and test splits, and the seed."""
-    cfg = shared.cfg
+def gen0_settings(cfg: BenchConfig) -> dict[str, Any]:
+    """What of the config generation 0 depends on: all of it but the later generations'
+    settings and the run's bookkeeping (how many seeds, which pools are monitored)."""
     later = {"regimes", "strategies", "generations", "gen_tokens", "gen_lr", "anchor_fraction",
              "jobs", "seeds", "first_seed", "monitor"}
     settings = {k: v for k, v in asdict(cfg).items() if k not in later}
-    # The pretrained generator's fields, when off, leave the key as it was before they existed:
-    # caches of the from-scratch model stay valid.
+    # The pretrained generator's fields, when off, leave the settings as they were before they
+    # existed: caches of the from-scratch model stay valid.
     off = asdict(ModelConfig())
     settings["model"] = {k: v for k, v in settings["model"].items()
                          if not (k in PRETRAINED_FIELDS and v == off[k])}
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    if cfg.model.pretrained is not None:  # a name or a path says nothing of the weights in it
+        settings["weights"] = weights_fingerprint(pretrained_dir(cfg.model.pretrained))
+    if (on := device(cfg.model)).type != "cpu":  # another device, another trajectory
+        settings["device"] = on.type
+    return settings
+
+
+def gen0_key(shared: Shared, seed: int) -> str:
+    """:func:`gen0_settings`, the token ids of the training and test splits, and the seed."""
+    digest = hashlib.sha256(json.dumps(gen0_settings(shared.cfg), sort_keys=True).encode())
     digest.update(pickle.dumps((shared.train_ids, shared.test_ids, seed)))
     return digest.hexdigest()[:16]
+
+
+def weights_fingerprint(model_dir: Path) -> list[list[Any]]:
+    """A model directory's config and the name, size and modification time of every weight
+    file in it: what changes when its weights are replaced, without reading gigabytes."""
+    weights = sorted(p for p in model_dir.iterdir() if p.suffix in {".safetensors", ".bin"})
+    return [["config.json", (model_dir / "config.json").read_text()],
+            *([p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in weights)]
 
 
 def run_gen0(shared: Shared, seed: int, embed: Embed, progress: Progress) -> Gen0:
@@ -239,7 +254,7 @@ def run_chain(shared: Shared, regime: str, seed: int, strategy_name: str, gen0: 
     strategy = make_strategy(strategy_name, task_seed("strategy", regime, seed, tag), shared.url,
                              shared.reference, f"collapse-{regime}-{strategy_name}-seed{seed}",
                              seed, monitor=strategy_name in cfg.monitor)
-    model = load_model(gen0.model_dir)
+    model = load_model(gen0.model_dir, device(cfg.model))
     pool = Pool(gen0.pool_texts, gen0.pool_ids, model, embed, cfg.model)
     metrics: dict[str, Any] = gen0.record
     records = [gen0.record]

@@ -60,18 +60,22 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> f
 @torch.inference_mode()
 def score(
     model: PreTrainedModel, docs: Sequence[Sequence[int]], context: int, batch_size: int = 32,
-    given: int = 0,
+    given: int = 0, unended: Sequence[bool] | None = None,
 ) -> TokenScores:
     """Teacher-forced scores of every entry (truncated to ``context`` tokens, both EOS
     included). The first ``given`` tokens of each entry (a prompt the model continued) are
-    context only: neither scored nor counted."""
-    limit = context
-    seqs = [[*[EOS_ID, *d][:limit - 1], EOS_ID] for d in docs]
-    if any(len(s) - 1 <= given for s in seqs):
+    context only: neither scored nor counted; so is the closing EOS of the ``unended`` ones (a
+    sample cut at its length limit never wrote it)."""
+    seqs = [[*[EOS_ID, *d][:context - 1], EOS_ID] for d in docs]
+    cut = np.zeros(len(seqs), dtype=bool) if unended is None else np.asarray(unended, dtype=bool)
+    if len(cut) != len(seqs):
+        raise ValueError(f"unended: must have one flag per entry ({len(seqs)}), got {len(cut)}")
+    if any(len(s) - 1 - c <= given for s, c in zip(seqs, cut, strict=True)):
         raise ValueError(f"given: every entry must be longer than its {given} given tokens")
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     doc_nll = np.zeros(len(seqs))
-    doc_tokens = np.array([len(s) - 1 - given for s in seqs], dtype=np.float64)
+    doc_tokens = np.array([len(s) - 1 - given - c for s, c in zip(seqs, cut, strict=True)],
+                          dtype=np.float64)
     entropy: list[np.ndarray] = []
     confidence: list[np.ndarray] = []
     correct: list[np.ndarray] = []
@@ -85,12 +89,16 @@ def score(
             mask[row, : len(seqs[i])] = True
         logits = model(input_ids=ids.to(model.device),
                        attention_mask=mask.long().to(model.device)).logits
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).cpu()
+        # Reduced over the vocabulary where the logits are; only (rows, tokens) come back.
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         target, valid = ids[:, 1:], mask[:, 1:].clone()
         valid[:, :given] = False
-        nll = -logp.gather(-1, target.unsqueeze(-1))[..., 0]
-        top_logp, top_id = logp.max(dim=-1)
-        ent = -(logp.exp() * logp).sum(-1)
+        for row, i in enumerate(batch):
+            if cut[i]:
+                valid[row, len(seqs[i]) - 2] = False
+        nll = -logp.gather(-1, target.to(logp.device).unsqueeze(-1))[..., 0].cpu()
+        top_logp, top_id = (t.cpu() for t in logp.max(dim=-1))
+        ent = (-(logp.exp() * logp).sum(-1)).cpu()
         per_doc = (nll * valid).sum(1) / valid.sum(1)
         for row, i in enumerate(batch):
             doc_nll[i] = float(per_doc[row])

@@ -1,5 +1,6 @@
 """The self-trained model: a small GPT-2 (random init, `transformers`) or a pretrained causal LM
-(fine-tuned), and its training loop. Models live on the GPU when torch sees one.
+(fine-tuned), and its training loop. A pretrained model lives on the GPU when torch sees one;
+the from-scratch GPT-2 on the CPU, where every recorded run of it was made.
 
 Training packs entries into fixed blocks (``EOS entry EOS entry ...``) so no compute goes to
 padding, and runs for a fixed number of token passes: every strategy's generation costs the same,
@@ -10,6 +11,7 @@ later generation continues from the previous model, as a self-training job would
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -17,7 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 
 from bench.collapse.config import ModelConfig
 from bench.collapse.tokenizer import EOS_ID
@@ -36,8 +45,12 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def device(cfg: ModelConfig) -> torch.device:
+    """The GPU for a pretrained model when torch sees one. The 0.7M-parameter GPT-2 gains
+    nothing there, and its floating point (hence its trajectory) would differ from the recorded
+    runs'."""
+    gpu = cfg.pretrained is not None and torch.cuda.is_available()
+    return torch.device("cuda" if gpu else "cpu")
 
 
 def pretrained_dir(name: str) -> Path:
@@ -54,12 +67,28 @@ def pretrained_dir(name: str) -> Path:
     return path
 
 
+def check_pretrained(cfg: ModelConfig) -> None:
+    """Fail before any work when the pretrained model cannot take the run's blocks: a
+    ``context`` beyond its positions would index past its position table."""
+    if cfg.pretrained is None:
+        return
+    config = json.loads((pretrained_dir(cfg.pretrained) / "config.json").read_text())
+    positions = config.get("max_position_embeddings") or config.get("n_positions")
+    if positions is not None and cfg.context > positions:
+        raise ValueError(f"model.context: must be at most the pretrained model's "
+                         f"{positions} positions, got {cfg.context}")
+
+
 def new_model(cfg: ModelConfig, vocab_size: int, seed: int) -> PreTrainedModel:
     """Generation 0's starting point: the pretrained model, or a GPT-2 from random init."""
     if cfg.pretrained is not None:
-        return load_model(pretrained_dir(cfg.pretrained))
+        return load_model(pretrained_dir(cfg.pretrained), device(cfg))
     torch.manual_seed(seed)
-    config = GPT2Config(
+    return GPT2LMHeadModel(_gpt2_config(cfg, vocab_size))
+
+
+def _gpt2_config(cfg: ModelConfig, vocab_size: int) -> GPT2Config:
+    return GPT2Config(
         vocab_size=vocab_size,
         n_positions=cfg.context,
         n_embd=cfg.n_embd,
@@ -69,21 +98,28 @@ def new_model(cfg: ModelConfig, vocab_size: int, seed: int) -> PreTrainedModel:
         eos_token_id=EOS_ID,
         pad_token_id=EOS_ID,
     )
-    return GPT2LMHeadModel(config).to(device())  # type: ignore[arg-type]  # moves in place
 
 
-def load_model(path: Path) -> PreTrainedModel:
-    """A saved model (fp32, for training) on :func:`device`, in eval mode."""
+def load_model(path: Path, on: torch.device | None = None) -> PreTrainedModel:
+    """A saved model (fp32, for training) on ``on`` (the CPU by default), in eval mode."""
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32,
                                                  local_files_only=True)
-    return model.to(device()).eval()  # type: ignore[arg-type]
+    return model.to(on or torch.device("cpu")).eval()  # type: ignore[arg-type]
 
 
 def copy_model(model: PreTrainedModel) -> PreTrainedModel:
     return copy.deepcopy(model)
 
 
-def parameter_count(model: torch.nn.Module) -> int:
+def parameter_count(cfg: ModelConfig, vocab_size: int) -> int:
+    """The generator's parameters, counted on the meta device: no weights are loaded (a
+    pretrained model's would take seconds, and a GPU context for the whole run)."""
+    config: PretrainedConfig = (
+        _gpt2_config(cfg, vocab_size) if cfg.pretrained is None
+        else AutoConfig.from_pretrained(str(pretrained_dir(cfg.pretrained)),
+                                        local_files_only=True))
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
     return sum(p.numel() for p in model.parameters())
 
 

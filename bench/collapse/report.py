@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from bench.collapse.config import ModelConfig
+
 # (key, label, +1 higher is better / -1 lower is better / 0 neither)
 METRICS: list[tuple[str, str, int]] = [
     ("heldout_perplexity", "held-out ppl", -1),
@@ -440,7 +442,7 @@ def _model(model: dict[str, Any], setup: dict[str, Any]) -> str:
                 f"{setup['vocab_size']}).")
     prompt = (f"each sample continues the first {model['prompt_tokens']} tokens of a random real "
               f"training entry" if model["prompt_tokens"] else "each sample starts from scratch")
-    limit = model["new_tokens"] or model["context"] - 1 - model["prompt_tokens"]
+    limit = ModelConfig(**model).continuation_limit
     return (f"pretrained `{model['pretrained']}`, {setup['parameters']:,} parameters, fine-tuned "
             f"(vocabulary {setup['vocab_size']}, context {model['context']}); {prompt} for up to "
             f"{limit} tokens.")

@@ -55,10 +55,15 @@ class Pool:
     @property
     def scores(self) -> TokenScores:
         """Every candidate scored by the model that wrote it, over the tokens it wrote: a
-        training job has these log-probs from sampling; a prompt was given, not written."""
+        training job has these log-probs from sampling; a prompt was given, not written, and a
+        continuation cut at its limit wrote no end. (Unprompted samples are scored whole, end
+        included, as every recorded from-scratch run scored them.)"""
         if self._scores is None:
-            self._scores = score(self.model, self.ids, self.generator.context,
-                                 given=self.generator.prompt_tokens)
+            g = self.generator
+            unended = ([len(ids) - g.prompt_tokens >= g.continuation_limit for ids in self.ids]
+                       if g.prompt_tokens else None)
+            self._scores = score(self.model, self.ids, g.context, given=g.prompt_tokens,
+                                 unended=unended)
         return self._scores
 
     @property

@@ -44,7 +44,12 @@ class BenchTokenizer:
     @classmethod
     def pretrained(cls, model_dir: Path) -> BenchTokenizer:
         """The tokenizer saved with a pretrained model (its ``tokenizer.json``)."""
-        return cls(Tokenizer.from_file(str(model_dir / "tokenizer.json")))
+        path = model_dir / "tokenizer.json"
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as exc:  # the tokenizers library raises a bare Exception
+            raise ValueError(f"pretrained: {path} is not a tokenizer ({exc})") from exc
+        return cls(tokenizer)
 
     @property
     def vocab_size(self) -> int:
