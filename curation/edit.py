@@ -2,7 +2,9 @@
 
 One teacher-forced pass scores every token; a token the LM finds over-confident
 (``p(token | prefix) > threshold`` and among the text's own most confident ``top_fraction`` of
-tokens) is resampled from the top-k of ``softmax(logits / beta)``.
+tokens) is resampled from the top-k of ``softmax(logits / beta)``; a second pass over the edited
+texts drops every edit after which the next token became less than ``min_next_ratio`` times as
+likely (the replacement was drawn from the left context alone).
 Such tokens carry little information for the next training round, and replacing them injects
 diversity without rewriting the sample. Every edit is returned as a char span of the ORIGINAL
 text, and :func:`apply_edits` is the one place where edits are spliced in.
@@ -98,7 +100,7 @@ class TokenEditor:
         """
         check_edit_config(self.config, self.lm.max_positions)
         vocab = _vocabulary(self.lm)
-        out = []
+        proposed = []
         for i, (text, sc) in enumerate(zip(texts, scores, strict=True)):
             if sc.top_ids.shape[1] < self.config.top_k:
                 raise CurationInputError(
@@ -106,8 +108,30 @@ class TokenEditor:
                     f"{self.config.top_k}"
                 )
             rng = np.random.default_rng([seed % 2**64, i])
-            edits = _edits(text, sc, vocab, self.config, rng)
-            out.append(EditedText(apply_edits(text, edits), edits, len(sc)))
+            proposed.append(_edits(text, sc, vocab, self.config, rng))
+        kept = self._fitting(texts, scores, proposed)
+        return [EditedText(apply_edits(text, edits), edits, len(sc))
+                for text, sc, edits in zip(texts, scores, kept, strict=True)]
+
+    def _fitting(
+        self, texts: Sequence[str], scores: Sequence[TokenScores], proposed: list[list[Edit]]
+    ) -> list[list[Edit]]:
+        """The proposed edits that the text after them still fits: the token right after an
+        edit stays at least ``config.min_next_ratio`` times as likely as it was. The LM chose a
+        replacement from the left context alone; "the lid to become" -> "the lid of become" is
+        fine from the left, and only the next word shows it broke the sentence."""
+        ratio = self.config.min_next_ratio
+        edited = [i for i, edits in enumerate(proposed) if edits]
+        if ratio <= 0 or not edited:
+            return proposed
+        c = self.config
+        rescored = self.lm.score([apply_edits(texts[i], proposed[i]) for i in edited],
+                                 c.max_tokens, c.batch_size)
+        out = list(proposed)
+        for i, after in zip(edited, rescored, strict=True):
+            out[i] = [e for e, drop in zip(proposed[i], next_token_drops(scores[i], after,
+                                                                         proposed[i]), strict=True)
+                      if drop >= math.log(ratio)]
         return out
 
 
@@ -189,6 +213,25 @@ def _edits(
             start, end = spans[int(i)]
             edits.append(Edit(start, end, text[start:end], vocab.texts[new], float(probs[i])))
     return edits
+
+
+def next_token_drops(before: TokenScores, after: TokenScores, edits: Sequence[Edit]
+                     ) -> list[float]:
+    """For each edit (sorted, non-overlapping), how much the log-probability of the token
+    right after it changed when the edits were applied; -inf where that cannot be checked
+    (nothing follows within the scored tokens: "-- Mark Twain" -> "-- Mark Humph") or the text
+    after the edit no longer tokenizes the same."""
+    drops = []
+    shift = 0
+    for e in edits:
+        shift += len(e.new) - len(e.old)
+        j = np.flatnonzero(before.offsets[:, 1] > e.end)
+        k = np.flatnonzero(after.offsets[:, 1] > e.end + shift)
+        if not len(j) or not len(k) or before.ids[j[0]] != after.ids[k[0]]:
+            drops.append(-math.inf)
+        else:
+            drops.append(float(after.logprobs[k[0]] - before.logprobs[j[0]]))
+    return drops
 
 
 def over_confident(probs: np.ndarray, threshold: float, top_fraction: float) -> np.ndarray:

@@ -13,16 +13,16 @@ from lm_fixtures import (  # noqa: F401
 )
 
 from curation.config import EditConfig
-from curation.edit import EditedText, TokenEditor, apply_edits
-from curation.lm import CausalLM
+from curation.edit import EditedText, TokenEditor, apply_edits, next_token_drops
+from curation.lm import CausalLM, TokenScores
 from curation.types import CurationInputError, Edit
 
 TEXT = "The quick brown fox jumps over the lazy dog while the farmer sleeps."
 LONG = "It is a truth universally acknowledged that a single man must be in want of a wife. " * 8
-# Every token of a random LM qualifies.
-EVERY = EditConfig(enabled=True, threshold=0.0, top_fraction=1.0, top_k=8, beta=1.0)
-PIECES = EditConfig(enabled=True, threshold=0.0, top_fraction=1.0, top_k=8, beta=1.0,
-                    whole_words=False)
+# Every token of a random LM qualifies, and every edit is kept (no check of the next token).
+EVERY = EditConfig(enabled=True, threshold=0.0, top_fraction=1.0, top_k=8, beta=1.0,
+                   min_next_ratio=0.0)
+PIECES = replace(EVERY, whole_words=False)
 
 
 def check_edits(original: str, edited: EditedText, whole_words: bool = True) -> None:
@@ -155,6 +155,8 @@ def test_only_the_texts_own_most_confident_tokens_are_edited(tiny_lm: CausalLM) 
         ({"top_k": 1}, r"config.edit.top_k: must be in \[2, 1000\]"),
         ({"top_k": 1.5}, r"config.edit.top_k: must be in \[2, 1000\]"),
         ({"beta": 0.0}, r"config.edit.beta: must be in \(0, 100\]"),
+        ({"min_next_ratio": 1.5}, r"config.edit.min_next_ratio: must be in \[0, 1\]"),
+        ({"min_next_ratio": -0.1}, r"config.edit.min_next_ratio: must be in \[0, 1\]"),
         ({"max_tokens": 1}, r"config.edit.max_tokens: must be in \[2, 8192\]"),
         ({"batch_size": 0}, r"config.edit.batch_size: must be in \[1, 1024\]"),
         ({"enabled": "yes"}, "config.edit.enabled: must be true or false"),
@@ -188,6 +190,60 @@ def test_apply_edits_splices_in_any_order_and_checks_every_edit() -> None:
         apply_edits(text, [Edit(0, 3, "one", "1", 0.9), Edit(2, 5, "e t", "x", 0.9)])
     with pytest.raises(CurationInputError, match=r"edits\[0\]: 'old' is 'two' but the text has"):
         apply_edits(text, [Edit(0, 3, "two", "2", 0.9)])
+
+
+def test_next_token_drops_compare_the_token_after_each_edit(tiny_lm: CausalLM) -> None:
+    text = "one two three four"
+    edits = [Edit(3, 7, " two", " ten", 0.9), Edit(13, 18, " four", " five", 0.9)]
+    edited = apply_edits(text, edits)
+    before, after = tiny_lm.score([text, edited], max_tokens=16, batch_size=2)
+    drops = next_token_drops(before, after, edits)
+    j = int(np.flatnonzero(before.offsets[:, 1] > 7)[0])  # " three", after " two"
+    k = int(np.flatnonzero(after.offsets[:, 1] > 7)[0])
+    assert before.ids[j] == after.ids[k]
+    assert drops[0] == pytest.approx(float(after.logprobs[k] - before.logprobs[j]))
+    assert drops[1] == -np.inf  # nothing follows the last word: its fit cannot be checked
+
+
+def test_a_next_token_that_changed_counts_as_no_fit() -> None:
+    """Scores written out by hand: the text after the edit tokenized differently."""
+    def scores(ids: list[int], ends: list[int]) -> TokenScores:
+        starts = [0, *ends[:-1]]
+        return TokenScores(np.array(ids), np.array(list(zip(starts, ends, strict=True))),
+                           np.array([np.nan, -1.0, -2.0], dtype=np.float32),
+                           np.full((3, 1), -1), np.full((3, 1), -np.inf, dtype=np.float32))
+    edit = Edit(3, 7, " two", " tw", 0.9)
+    assert next_token_drops(scores([1, 2, 3], [3, 7, 13]), scores([1, 5, 4], [3, 6, 12]),
+                            [edit]) == [-np.inf]
+    assert next_token_drops(scores([1, 2, 3], [3, 7, 13]), scores([1, 5, 3], [3, 6, 12]),
+                            [edit]) == [0.0]  # the same token, as likely as before
+
+
+def test_an_edit_the_next_word_no_longer_fits_is_dropped(smollm2: CausalLM) -> None:
+    text = "Any shag carpet that causes the lid to become top-heavy, thus creating annoyance."
+    start = text.index(" to become")
+    broken = Edit(start, start + 3, " to", " of", 0.9)  # "the lid of become": fine from the left
+    fine = Edit(start, start + 3, " to", " will", 0.9)  # "the lid will become"
+    drops = {}
+    for e in (broken, fine):
+        before, after = smollm2.score([text, apply_edits(text, [e])], 64, 2)
+        [drops[e.new]] = next_token_drops(before, after, [e])
+    assert drops[" of"] < np.log(EditConfig().min_next_ratio) <= drops[" will"]
+
+
+def test_every_kept_edit_keeps_the_next_token_likely(
+    smollm2: CausalLM, fortunes: list[dict[str, str]]
+) -> None:
+    texts = [f["text"] for f in fortunes if len(f["text"]) < 200][:24]
+    checked = EditConfig(enabled=True, threshold=0.0)
+    out = TokenEditor(smollm2, checked).edit(texts, seed=0)
+    unchecked = TokenEditor(smollm2, replace(checked, min_next_ratio=0.0)).edit(texts, seed=0)
+    kept = sum(len(o.edits) for o in out)
+    assert 0 < kept < sum(len(o.edits) for o in unchecked)
+    for text, o in zip(texts, out, strict=True):
+        if o.edits:
+            before, after = smollm2.score([text, o.text], 256, 2)
+            assert min(next_token_drops(before, after, o.edits)) >= np.log(0.25) - 1e-3
 
 
 def test_real_lm_edits_fortunes_at_the_default_config(

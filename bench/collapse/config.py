@@ -22,13 +22,14 @@ from typing import Any
 STRATEGIES = ("random", "ppl_low", "ppl_high", "semdedup", "dces", "dces_no_edit",
               "dces_static", "dces_no_match", "dces_ngram_only", "dces_no_logprobs",
               "dces_replay", "dces_edit", "dces_match", "dces_share_quotas", "dces_loose_filter",
-              "dces_dedup10", "dces_dedup20", "dces_mad2", "dces_mad25", "dces_no_centers")
+              "dces_dedup10", "dces_dedup20", "dces_mad2", "dces_mad25", "dces_no_centers",
+              "dces_edit20")
 # The default run: every baseline but `ppl_low` (it collapses in two generations every time,
 # bench/results/collapse.md), DCES and the ablations of its default mechanisms (dynamic ratio,
 # surprise-mix quotas, the implausibility cut, reference matching and its embedding view,
 # generator scores). Not by default: `dces_replay` (about the `anchor` regime), `dces_no_edit`
-# (editing is off by default, so it is `dces`), `dces_edit` and `dces_match` (measured in earlier
-# runs of collapse.md) and the screenings (`dces_dedup*`, `dces_mad*`, `dces_no_centers`:
+# (editing is off by default, so it is `dces`), `dces_match` (measured in earlier runs of
+# collapse.md) and the screenings (`dces_edit*`, `dces_dedup*`, `dces_mad*`, `dces_no_centers`:
 # bench/results/collapse-screen-*.md).
 DEFAULT_STRATEGIES = ("random", "ppl_high", "semdedup", "dces", "dces_static",
                       "dces_share_quotas", "dces_loose_filter", "dces_no_match",
@@ -41,8 +42,11 @@ DCES_STRATEGIES: dict[str, dict[str, Any]] = {
     # Curation config overrides of each DCES variant's run (everything else: engine defaults).
     "dces": {},
     "dces_no_edit": {"edit": {"enabled": False}},  # the default since editing never helped
-    # The editor forced to fire: every center's 5% most confident whole words are resampled.
+    # The editor forced to fire: every center's 5% most confident whole words are resampled
+    # (those the next word still fits), and its dose-response: 20% of them
+    # (bench/results/collapse-screen-edit.md, recorded before the check of the next word).
     "dces_edit": {"edit": {"enabled": True, "threshold": 0.0}},
+    "dces_edit20": {"edit": {"enabled": True, "threshold": 0.0, "top_fraction": 0.2}},
     "dces_static": {"ratio": {"static": 0.8}},  # the default r0, never moved
     # Every cluster's quota to edges: what the centers (nearest the centroid) add.
     "dces_no_centers": {"ratio": {"static": 1.0}},

@@ -18,9 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench.collapse.config import ModelConfig
 from bench.collapse.report import write
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -33,13 +35,13 @@ def merge(results: list[dict[str, Any]], name: str, strategies: list[str] | None
     """One results dict holding every run of ``results`` (of ``strategies``, when given);
     ``note`` follows the record of what was joined."""
     first = results[0]
-    shared = {k: v for k, v in first["config"].items() if k not in PER_RUN}
+    shared = _comparable(first["config"])
     runs_given = [(res["when"], res["command"]) for res in results]
     if len(set(runs_given)) < len(runs_given):
         raise ValueError("results: the same run is given twice")
     for other in results[1:]:
         _same("setup", first["setup"], other["setup"])
-        _same("config", shared, {k: v for k, v in other["config"].items() if k not in PER_RUN})
+        _same("config", shared, _comparable(other["config"]))
         _same("machine.cpu", (first["machine"]["cpu"], first["machine"].get("simd")),
               (other["machine"]["cpu"], other["machine"].get("simd")))
     kept = [r for res in results for r in res["runs"]
@@ -60,6 +62,13 @@ def merge(results: list[dict[str, Any]], name: str, strategies: list[str] | None
         "note": f"Joined by bench.collapse.merge from {len(results)} runs: seeds "
                 f"{', '.join(map(str, seeds))}. {note}".strip(),
     }
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings two joined runs must share; a model field added since a run was recorded
+    (the pretrained generator's) counts as its default, which is what that run used."""
+    shared = {k: v for k, v in config.items() if k not in PER_RUN}
+    return {**shared, "model": {**asdict(ModelConfig()), **shared["model"]}}
 
 
 def _check_chains(kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
