@@ -108,9 +108,9 @@ def test_split_is_stratified_and_the_tail_is_the_smallest_quarter() -> None:
 def test_default_run_covers_the_baselines_and_the_ablations_of_every_default() -> None:
     cfg = BenchConfig()
     assert set(STRATEGIES) - set(cfg.strategies) == {
-        "ppl_low", "dces_replay", "dces_no_edit", "dces_edit", "dces_edit20", "dces_match",
-        "dces_no_centers",
-        "dces_dedup10", "dces_dedup20", "dces_mad2", "dces_mad25"}  # screened, not adopted
+        "ppl_low", "dces_replay", "dces_no_edit", "dces_match", "dces_no_reference",
+        "dces_edit", "dces_edit20", "dces_no_centers", "dces_dedup10", "dces_dedup20",
+        "dces_mad2", "dces_mad25"}  # screened, not adopted
     assert cfg.seeds >= 3 and cfg.generations >= 5
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedModel
 
-from bench.collapse.config import DCES_STRATEGIES, NO_LOGPROBS, ModelConfig
+from bench.collapse.config import DCES_STRATEGIES, NO_LOGPROBS, NO_REFERENCE, ModelConfig
 from bench.collapse.heldout import TokenScores, score
 from curation.measure import near_duplicate_mask
 from dces_client import DCESClient
@@ -162,7 +162,8 @@ class DCESStrategy(Strategy):
         self.client = DCESClient(url, timeout=600.0, retry_for=300.0)
         config: dict[str, Any] = {"seed": run_seed, **DCES_STRATEGIES[name]}
         self.run_id: str = self.client.create_run(run_name, config)["id"]
-        self.client.add_reference(self.run_id, reference)
+        if name not in NO_REFERENCE:
+            self.client.add_reference(self.run_id, reference)
 
     def select(
         self, pool: Pool, budget: int, round_index: int, metrics: Mapping[str, Any]
