@@ -107,12 +107,17 @@ def test_strategies_none_of_which_ran_are_refused() -> None:
         merge([_recorded()], "none", ["dces_replay"])
 
 
-def test_a_run_recorded_before_the_pretrained_fields_joins_one_that_has_them() -> None:
+def test_a_run_recorded_before_a_setting_existed_joins_one_that_has_it() -> None:
     recorded = _recorded()
     assert "pretrained" not in recorded["config"]["model"]  # recorded before they existed
     later = _later_seeds(recorded, 3)
     later["config"]["model"] |= {"pretrained": None, "prompt_tokens": 0, "new_tokens": None}
+    later["config"]["reference_docs"] = None  # added later still: the whole training split
     assert len(merge([recorded, later], "joined", None)["runs"]) == 2 * len(recorded["runs"])
+    later["config"]["reference_docs"] = 1000  # DCES saw another reference
+    with pytest.raises(ValueError, match="config: the files differ"):
+        merge([recorded, later], "joined", None)
+    later["config"]["reference_docs"] = None
     later["config"]["model"]["prompt_tokens"] = 8  # a pretrained run is another benchmark
     with pytest.raises(ValueError, match="config: the files differ"):
         merge([recorded, later], "joined", None)

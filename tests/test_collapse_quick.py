@@ -19,7 +19,14 @@ import pytest
 from bench.collapse.__main__ import main
 from bench.collapse.config import DCES_STRATEGIES, NO_LOGPROBS, QUICK, STRATEGIES, BenchConfig
 from bench.collapse.data import load_corpus, split_corpus
-from bench.collapse.experiment import EXAMPLES, examples, real_token_share, training_docs
+from bench.collapse.experiment import (
+    EXAMPLES,
+    examples,
+    gen0_settings,
+    real_token_share,
+    training_docs,
+)
+from bench.collapse.prepare import reference_sample
 from bench.collapse.report import (
     METRICS,
     category_entropy,
@@ -50,6 +57,7 @@ SAMPLE = ROOT / "examples" / "fortunes-sample.jsonl"
         ("top_p", 1.5),
         ("anchor_fraction", 1.0),
         ("jobs", 0),
+        ("reference_docs", 9),
         ("monitor", ("dces",)),
         ("monitor", ("semdedup",)),  # not among the strategies run
     ],
@@ -103,6 +111,18 @@ def test_split_is_stratified_and_the_tail_is_the_smallest_quarter() -> None:
     assert len(split.train) + len(split.test) == len(corpus)
     assert split.categories == ["tiny", "small", "mid", "big"]
     assert split.tail == ["tiny"]
+
+
+def test_the_reference_is_the_training_split_or_a_fixed_sample_of_it() -> None:
+    train = [Fortune(f"f{i}", f"text {i}", "c") for i in range(50)]
+    assert reference_sample(train, None) == [{"id": f.id, "text": f.text} for f in train]
+    assert reference_sample(train, 50) == reference_sample(train, None)
+    sample = reference_sample(train, 10)
+    assert len(sample) == 10 and sample == reference_sample(train, 10)  # the same every run
+    ids = [int(s["id"][1:]) for s in sample]
+    assert ids == sorted(ids) and len(set(ids)) == 10  # in corpus order, no repeats
+    # generation 0 does not depend on it: the cached models serve every reference size
+    assert gen0_settings(QUICK.with_overrides(reference_docs=20)) == gen0_settings(QUICK)
 
 
 def test_default_run_covers_the_baselines_and_the_ablations_of_every_default() -> None:

@@ -80,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                     "downloaded if missing) or a JSONL file of "
                                     "{text, category}")
     p.add_argument("--train-docs", type=int, help="cap on the real training split (stratified)")
+    p.add_argument("--reference-docs", type=int,
+                   help="DCES's reference: a fixed random sample of this many training entries "
+                        "(default: all of them)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--gen0-cache", type=Path, metavar="DIR",
                    help="reuse each seed's generation 0 from DIR when the same setup trained it "
@@ -107,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             budget=args.budget, pool_factor=args.pool_factor, temperature=args.temperature,
             top_p=args.top_p,
             gen_tokens=args.gen_tokens, jobs=args.jobs, train_docs=args.train_docs,
+            reference_docs=args.reference_docs,
             monitor=None if args.monitor is None else tuple(dict.fromkeys(args.monitor)))
         if cfg.model.pretrained is not None:  # a bad model directory fails before any work
             BenchTokenizer.pretrained(pretrained_dir(cfg.model.pretrained))

@@ -135,6 +135,9 @@ class BenchConfig:
     pool_factor: int = 3  # candidate pool = pool_factor x budget, sampled from the last model
     metric_samples: int = 400  # generated samples scored per generation (from the pool)
     train_docs: int | None = None  # cap on the real training split (None: all of it)
+    # The reference DCES gets: a fixed random sample of this many training entries (None: the
+    # whole training split), for a job that can upload only part of its real data.
+    reference_docs: int | None = None
     test_docs: int = 500  # held-out entries scored per generation
     centroid_docs: int = 100  # real entries per category that define its embedding centroid
     gen0_tokens: int = 800_000  # token passes training generation 0 from scratch (~1.4 epochs)
@@ -169,6 +172,8 @@ class BenchConfig:
             ("metric_samples", 10 <= self.metric_samples <= self.budget * self.pool_factor,
              "in [10, budget x pool_factor]"),
             ("train_docs", self.train_docs is None or self.train_docs >= 100, "null or >= 100"),
+            ("reference_docs", self.reference_docs is None or self.reference_docs >= 10,
+             "null or >= 10"),
             ("test_docs", self.test_docs >= 10, ">= 10"),
             ("centroid_docs", self.centroid_docs >= 1, ">= 1"),
             ("gen0_tokens", self.gen0_tokens >= 1000, ">= 1000"),

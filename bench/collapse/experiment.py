@@ -134,7 +134,7 @@ def gen0_settings(cfg: BenchConfig) -> dict[str, Any]:
     """What of the config generation 0 depends on: all of it but the later generations'
     settings and the run's bookkeeping (how many seeds, which pools are monitored)."""
     later = {"regimes", "strategies", "generations", "gen_tokens", "gen_lr", "anchor_fraction",
-             "jobs", "seeds", "first_seed", "monitor"}
+             "jobs", "seeds", "first_seed", "monitor", "reference_docs"}
     settings = {k: v for k, v in asdict(cfg).items() if k not in later}
     # The pretrained generator's fields, when off, leave the settings as they were before they
     # existed: caches of the from-scratch model stay valid.

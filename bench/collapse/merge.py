@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.collapse.config import ModelConfig
+from bench.collapse.config import BenchConfig
 from bench.collapse.report import write
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -65,10 +65,12 @@ def merge(results: list[dict[str, Any]], name: str, strategies: list[str] | None
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """The settings two joined runs must share; a model field added since a run was recorded
-    (the pretrained generator's) counts as its default, which is what that run used."""
-    shared = {k: v for k, v in config.items() if k not in PER_RUN}
-    return {**shared, "model": {**asdict(ModelConfig()), **shared["model"]}}
+    """The settings two joined runs must share; a setting added since a run was recorded (the
+    pretrained generator's, the reference's size) counts as its default, which is what that
+    run used."""
+    defaults = asdict(BenchConfig())
+    shared = {k: v for k, v in {**defaults, **config}.items() if k not in PER_RUN}
+    return {**shared, "model": {**defaults["model"], **config["model"]}}
 
 
 def _check_chains(kept: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bench.collapse.config import BenchConfig
 from bench.collapse.data import load_corpus, split_corpus
@@ -12,7 +15,17 @@ from bench.collapse.experiment import Shared
 from bench.collapse.model import pretrained_dir
 from bench.collapse.textmetrics import CategoryLabeler, text_metrics
 from bench.collapse.tokenizer import BenchTokenizer
+from bench.corpora import Fortune
 from curation.embed import Embedder
+
+
+def reference_sample(train: Sequence[Fortune], size: int | None) -> list[dict[str, str]]:
+    """DCES's reference: every training entry, or a fixed random sample of ``size`` of them
+    (in corpus order; the same for every seed and strategy)."""
+    keep: Iterable[int] = range(len(train))
+    if size is not None and size < len(train):
+        keep = sorted(np.random.default_rng(0).choice(len(train), size, replace=False).tolist())
+    return [{"id": train[i].id, "text": train[i].text} for i in keep]
 
 
 def prepare(
@@ -43,7 +56,7 @@ def prepare(
         tokenizer=tokenizer,
         train_texts=train_texts,
         train_ids=tokenizer.encode(train_texts),
-        reference=[{"id": f.id, "text": f.text} for f in split.train],
+        reference=reference_sample(split.train, cfg.reference_docs),
         test_ids=tokenizer.encode(test_texts),
         labeler=labeler,
         workdir=workdir,
