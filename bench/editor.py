@@ -169,7 +169,8 @@ def is_default(row: dict[str, Any]) -> bool:
 def throughput(lm: CausalLM, texts: list[str], setting: EditConfig, repeats: int = 3) -> dict:
     """Editor vs bare forward passes over the same texts and batches, best of ``repeats`` each:
     the texts, then (the check of the next token) the texts with every proposed edit applied,
-    as the editor re-scores them. The first pass alone is timed too."""
+    as the editor re-scores them; the editor's further checks of a text that lost an edit
+    count against it. The first pass alone is timed too."""
     editor = TokenEditor(lm, setting)
     editor.edit(texts[:4], seed=0)  # builds the vocabulary tables once, as a service would
     unchecked = TokenEditor(lm, replace(setting, min_next_ratio=0.0)).edit(texts, seed=0)

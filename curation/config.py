@@ -177,7 +177,7 @@ class EditConfig(Section, path="config.edit"):
     # The token after an edit must stay at least this likely, relative to before the edit: the
     # replacement is drawn from the left context alone ("the lid to become" -> "the lid of
     # become"). On real fortunes the check cuts the mean perplexity cost of editing from x1.34
-    # to x1.07 and keeps 35% of the edits (bench/results/editor.md). 0: no check.
+    # to x1.07 and keeps a third of the edits (bench/results/editor.md). 0: no check.
     min_next_ratio: float = setting(0.25, Bound(float, 0, 1))
     exclude_original: bool = setting(True, FLAG)
     # Replace whole words by whole words only (no word fragments).

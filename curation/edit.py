@@ -2,9 +2,10 @@
 
 One teacher-forced pass scores every token; a token the LM finds over-confident
 (``p(token | prefix) > threshold`` and among the text's own most confident ``top_fraction`` of
-tokens) is resampled from the top-k of ``softmax(logits / beta)``; a second pass over the edited
-texts drops every edit after which the next token became less than ``min_next_ratio`` times as
-likely (the replacement was drawn from the left context alone).
+tokens) is resampled from the top-k of ``softmax(logits / beta)``; the edited texts are scored
+again, and every edit after which the next token became less than ``min_next_ratio`` times as
+likely is dropped (the replacement was drawn from the left context alone), until the text
+returned passes.
 Such tokens carry little information for the next training round, and replacing them injects
 diversity without rewriting the sample. Every edit is returned as a char span of the ORIGINAL
 text, and :func:`apply_edits` is the one place where edits are spliced in.
@@ -119,20 +120,30 @@ class TokenEditor:
         """The proposed edits that the text after them still fits: the token right after an
         edit stays at least ``config.min_next_ratio`` times as likely as it was. The LM chose a
         replacement from the left context alone; "the lid to become" -> "the lid of become" is
-        fine from the left, and only the next word shows it broke the sentence."""
+        fine from the left, and only the next word shows it broke the sentence. A text that
+        lost an edit is checked again with the edits it keeps, until none is dropped: each
+        edit was judged with its neighbours' replacements in place, and the last check is of
+        the text returned."""
         ratio = self.config.min_next_ratio
-        edited = [i for i, edits in enumerate(proposed) if edits]
-        if ratio <= 0 or not edited:
-            return proposed
+        kept = list(proposed)
+        if ratio <= 0:
+            return kept
         c = self.config
-        rescored = self.lm.score([apply_edits(texts[i], proposed[i]) for i in edited],
-                                 c.max_tokens, c.batch_size)
-        out = list(proposed)
-        for i, after in zip(edited, rescored, strict=True):
-            out[i] = [e for e, drop in zip(proposed[i], next_token_drops(scores[i], after,
-                                                                         proposed[i]), strict=True)
-                      if drop >= math.log(ratio)]
-        return out
+        check = [i for i, edits in enumerate(kept) if edits]
+        while check:
+            rescored = self.lm.score([apply_edits(texts[i], kept[i]) for i in check],
+                                     c.max_tokens, c.batch_size)
+            changed = []
+            for i, after in zip(check, rescored, strict=True):
+                drops = next_token_drops(scores[i], after, kept[i])
+                fitting = [e for e, drop in zip(kept[i], drops, strict=True)
+                           if drop >= math.log(ratio)]
+                if len(fitting) < len(kept[i]):
+                    kept[i] = fitting
+                    if fitting:
+                        changed.append(i)
+            check = changed
+        return kept
 
 
 @dataclass(frozen=True)

@@ -234,16 +234,21 @@ def test_an_edit_the_next_word_no_longer_fits_is_dropped(smollm2: CausalLM) -> N
 def test_every_kept_edit_keeps_the_next_token_likely(
     smollm2: CausalLM, fortunes: list[dict[str, str]]
 ) -> None:
-    texts = [f["text"] for f in fortunes if len(f["text"]) < 200][:24]
-    checked = EditConfig(enabled=True, threshold=0.0)
+    """Every word a candidate, so that neighbours are edited too: each kept edit fits the text
+    returned, not only the text with its dropped neighbours' replacements."""
+    texts = [f["text"] for f in fortunes if len(f["text"]) < 200][:48]
+    checked = EditConfig(enabled=True, threshold=0.0, top_fraction=1.0)
     out = TokenEditor(smollm2, checked).edit(texts, seed=0)
     unchecked = TokenEditor(smollm2, replace(checked, min_next_ratio=0.0)).edit(texts, seed=0)
     kept = sum(len(o.edits) for o in out)
     assert 0 < kept < sum(len(o.edits) for o in unchecked)
-    for text, o in zip(texts, out, strict=True):
-        if o.edits:
-            before, after = smollm2.score([text, o.text], 256, 2)
-            assert min(next_token_drops(before, after, o.edits)) >= np.log(0.25) - 1e-3
+    edited = [(t, o) for t, o in zip(texts, out, strict=True) if o.edits]
+    before = smollm2.score([t for t, _ in edited], 256, 16)
+    after = smollm2.score([o.text for _, o in edited], 256, 16)
+    worst = min(min(next_token_drops(b, a, o.edits))
+                for b, a, (_, o) in zip(before, after, edited, strict=True))
+    # bf16 scores move by up to ~0.4 between batches; a broken fit drops by several nats
+    assert worst >= np.log(checked.min_next_ratio) - 0.5
 
 
 def test_real_lm_edits_fortunes_at_the_default_config(
