@@ -19,9 +19,10 @@ the first four words of N of those centers, on a smaller grid.
    collapse benchmark's ``dces_edit`` forces); then the absolute-threshold grid that chose
    ``whole_words`` (every token above p, no ``top_fraction`` cap, no check of the next token).
 2. Throughput of ``TokenEditor.edit`` at the engine's defaults (tokenize, forward, reduce,
-   resample, re-score the edited texts, splice) vs a bare forward pass of the same LM over the
-   same texts and batches, interleaved, best of 3 by wall clock and by process CPU time (the
-   machine is shared, so single timings are noisy).
+   resample, re-score the edited texts, splice) vs bare forward passes of the same LM over the
+   same texts and batches (the centers, then those with a proposed edit), and vs the first pass
+   alone, interleaved, best of 3 by wall clock and by process CPU time (the machine is shared,
+   so single timings are noisy).
 
 Writes bench/results/editor.json and editor.md.
 """
