@@ -80,26 +80,46 @@ class TokenEditor:
     ) -> list[EditedText]:
         """Edit every text (only its first ``config.max_tokens`` tokens; the rest is kept).
 
-        ``progress`` gets the fraction of texts scored after each LM batch.
+        ``progress`` gets the fraction done after each LM batch: the first pass over every text
+        is the first half, and each pass of the check (see :meth:`_fitting`) half of what is left.
         """
         check_edit_config(self.config, self.lm.max_positions)
         texts = list(texts)
         if not self.config.enabled or not texts:
             return [EditedText(t, [], 0) for t in texts]
         c = self.config
+        passes = _Passes(progress, checked=c.min_next_ratio > 0)
         scores = self.lm.score(
-            texts, c.max_tokens, c.batch_size, c.top_k, top_k_min_p=c.threshold, progress=progress
+            texts, c.max_tokens, c.batch_size, c.top_k, top_k_min_p=c.threshold,
+            progress=passes.next(),
         )
-        return self.edit_scored(texts, scores, seed)
+        edited = self._edit_scored(texts, scores, seed, passes)
+        passes.finish()
+        return edited
 
     def edit_scored(
         self, texts: Sequence[str], scores: Sequence[TokenScores], seed: int
     ) -> list[EditedText]:
         """Apply the editing rule to texts already scored with at least ``config.top_k`` candidates.
 
-        Text ``i`` draws from its own generator seeded by ``(seed, i)``.
+        Text ``i`` draws from its own generator seeded by ``(seed, i)``. Scores must be of the
+        texts' first ``edit.max_tokens`` tokens, as :meth:`CausalLM.score` gives them: the check
+        of the next token compares them with the edited texts scored that way.
         """
         check_edit_config(self.config, self.lm.max_positions)
+        ids, _ = self.lm.tokenize(texts, self.config.max_tokens)
+        for i, (expected, sc) in enumerate(zip(ids, scores, strict=True)):
+            if not np.array_equal(expected, sc.ids):
+                raise CurationInputError(
+                    f"scores[{i}]: not the scores of texts[{i}]'s first edit.max_tokens "
+                    f"({self.config.max_tokens}) tokens: {len(sc)} token ids, expected "
+                    f"{len(expected)}" + (" (different ids)" if len(sc) == len(expected) else "")
+                )
+        return self._edit_scored(texts, scores, seed, _Passes(None, checked=False))
+
+    def _edit_scored(
+        self, texts: Sequence[str], scores: Sequence[TokenScores], seed: int, passes: _Passes
+    ) -> list[EditedText]:
         vocab = _vocabulary(self.lm)
         proposed = []
         for i, (text, sc) in enumerate(zip(texts, scores, strict=True)):
@@ -110,12 +130,16 @@ class TokenEditor:
                 )
             rng = np.random.default_rng([seed % 2**64, i])
             proposed.append(_edits(text, sc, vocab, self.config, rng))
-        kept = self._fitting(texts, scores, proposed)
+        kept = self._fitting(texts, scores, proposed, passes)
         return [EditedText(apply_edits(text, edits), edits, len(sc))
                 for text, sc, edits in zip(texts, scores, kept, strict=True)]
 
     def _fitting(
-        self, texts: Sequence[str], scores: Sequence[TokenScores], proposed: list[list[Edit]]
+        self,
+        texts: Sequence[str],
+        scores: Sequence[TokenScores],
+        proposed: list[list[Edit]],
+        passes: _Passes,
     ) -> list[list[Edit]]:
         """The proposed edits that the text after them still fits: the token right after an
         edit stays at least ``config.min_next_ratio`` times as likely as it was. The LM chose a
@@ -132,7 +156,7 @@ class TokenEditor:
         check = [i for i, edits in enumerate(kept) if edits]
         while check:
             rescored = self.lm.score([apply_edits(texts[i], kept[i]) for i in check],
-                                     c.max_tokens, c.batch_size)
+                                     c.max_tokens, c.batch_size, progress=passes.next())
             changed = []
             for i, after in zip(check, rescored, strict=True):
                 drops = next_token_drops(scores[i], after, kept[i])
@@ -144,6 +168,34 @@ class TokenEditor:
                         changed.append(i)
             check = changed
         return kept
+
+
+class _Passes:
+    """Progress over an unknown number of LM passes: pass ``k`` (from 0) fills
+    ``[1 - 2**-k, 1 - 2**-(k+1)]`` of the bar, so it only moves forward and reaches 1.0 when the
+    editor is done, however many passes the check takes. Unchecked, the one pass fills it all."""
+
+    def __init__(self, progress: FractionDone | None, checked: bool) -> None:
+        self.progress = progress
+        self.checked = checked
+        self.done = 0.0
+
+    def next(self) -> FractionDone | None:
+        """The callback of the next pass, or None when nobody listens."""
+        if self.progress is None:
+            return None
+        report, start = self.progress, self.done
+        width = (1.0 - start) / 2 if self.checked else 1.0 - start
+        self.done = start + width
+
+        def fraction_done(f: float) -> None:
+            report(start + width * f)
+
+        return fraction_done
+
+    def finish(self) -> None:
+        if self.progress is not None and self.done < 1.0:
+            self.progress(1.0)
 
 
 @dataclass(frozen=True)

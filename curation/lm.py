@@ -109,11 +109,7 @@ class CausalLM:
         check_int("top_k", top_k, 0, self.vocab_size)
         if not texts:
             return []
-        enc = self.tokenizer(
-            texts, truncation=True, max_length=max_tokens, return_offsets_mapping=True
-        )
-        ids = [np.asarray(x, dtype=np.int64) for x in enc["input_ids"]]
-        offsets = [np.asarray(x, dtype=np.int64).reshape(-1, 2) for x in enc["offset_mapping"]]
+        ids, offsets = self.tokenize(texts, max_tokens)
         out: list[TokenScores | None] = [None] * len(texts)
         done = 0
         for order, logits in self.forward_batches(ids, batch_size):
@@ -123,6 +119,18 @@ class CausalLM:
             if progress is not None:
                 progress(done / len(texts))
         return [s for s in out if s is not None]
+
+    def tokenize(
+        self, texts: Sequence[str], max_tokens: int
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Token ids and char spans of the first ``max_tokens`` tokens of every text, exactly
+        as :meth:`score` sees them."""
+        enc = self.tokenizer(
+            list(texts), truncation=True, max_length=max_tokens, return_offsets_mapping=True
+        )
+        ids = [np.asarray(x, dtype=np.int64) for x in enc["input_ids"]]
+        offsets = [np.asarray(x, dtype=np.int64).reshape(-1, 2) for x in enc["offset_mapping"]]
+        return ids, offsets
 
     def forward_batches(
         self, ids: Sequence[np.ndarray], batch_size: int

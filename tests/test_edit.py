@@ -179,6 +179,23 @@ def test_scores_without_enough_candidates_are_refused(tiny_lm: CausalLM) -> None
         TokenEditor(tiny_lm, EVERY).edit_scored([TEXT], scores, seed=0)
 
 
+def test_scores_of_another_text_or_length_are_refused(tiny_lm: CausalLM) -> None:
+    """The check of the next token compares the caller's scores with the edited text scored at
+    ``edit.max_tokens``: scores of fewer tokens or of another text would judge the wrong token."""
+    editor = TokenEditor(tiny_lm, replace(EVERY, max_tokens=32))
+    short = tiny_lm.score([LONG], max_tokens=16, batch_size=1, top_k=8)
+    with pytest.raises(CurationInputError, match=r"scores\[0\]: not the scores of texts\[0\]'s "
+                                                  r"first edit\.max_tokens \(32\) tokens: 16 "
+                                                  r"token ids, expected 32$"):
+        editor.edit_scored([LONG], short, seed=0)
+    other = tiny_lm.score([TEXT.upper()], max_tokens=32, batch_size=1, top_k=8)
+    with pytest.raises(CurationInputError, match=r"scores\[0\]: not the scores"):
+        editor.edit_scored([TEXT], other, seed=0)
+    right = tiny_lm.score([LONG], max_tokens=32, batch_size=1, top_k=8)
+    [edited] = editor.edit_scored([LONG], right, seed=0)
+    assert edited.edits and edited.tokens == 32
+
+
 def test_apply_edits_splices_in_any_order_and_checks_every_edit() -> None:
     text = "one two three"
     edits = [Edit(8, 13, "three", "3", 0.9), Edit(0, 3, "one", "1", 0.9)]

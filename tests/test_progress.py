@@ -57,9 +57,23 @@ def test_lm_scoring_and_editing_report_each_batch(tiny_lm: CausalLM) -> None:
     tiny_lm.score(texts, max_tokens=32, batch_size=4, progress=seen.append)
     assert seen == pytest.approx([0.4, 0.8, 1.0])
     seen.clear()
-    config = CurationConfig.from_dict({"edit": {"enabled": True, "batch_size": 3}}).edit
+    unchecked = {"enabled": True, "batch_size": 3, "min_next_ratio": 0.0}
+    config = CurationConfig.from_dict({"edit": unchecked}).edit
     TokenEditor(tiny_lm, config).edit(texts, seed=0, progress=seen.append)
     assert seen == pytest.approx([0.3, 0.6, 0.9, 1.0])
+
+
+def test_editing_reports_the_check_passes_and_ends_at_one(tiny_lm: CausalLM) -> None:
+    """The first pass is the first half of the bar, each pass of the check half of the rest."""
+    texts = [f"text number {i} with a few words" for i in range(10)]
+    seen: list[float] = []
+    every = {"enabled": True, "batch_size": 5, "threshold": 0.0, "top_fraction": 1.0,
+             "min_next_ratio": 0.5}
+    config = CurationConfig.from_dict({"edit": every}).edit
+    TokenEditor(tiny_lm, config).edit(texts, seed=0, progress=seen.append)
+    assert seen[:2] == pytest.approx([0.25, 0.5])
+    assert len(seen) > 3 and 0.5 < seen[2] <= 0.75  # a random LM's edits need checking
+    assert seen == sorted(seen) and seen[-1] == 1.0 and seen.count(1.0) == 1
 
 
 def test_a_round_reports_progress_inside_its_stages(
