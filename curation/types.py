@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 Role = Literal["center", "edge", "replay"]
 # A long call's progress, 0..1, reported between its batches (a stop point for the service).
@@ -91,7 +91,7 @@ def generator_confidence(item: Mapping[str, object], label: str) -> float | None
                      for j, v in enumerate(raw_tokens)]
     if logprob is None and tokens is None:
         assert per_token is not None
-        return math.fsum(per_token) / len(per_token)
+        return _token_sum(per_token, label) / len(per_token)
     if logprob is None or tokens is None:
         missing = "tokens" if tokens is None else "logprob"
         raise CurationInputError(
@@ -105,7 +105,7 @@ def generator_confidence(item: Mapping[str, object], label: str) -> float | None
             raise CurationInputError(
                 f"{label}: 'token_logprobs' has {len(per_token)} values but 'tokens' is {tokens}"
             )
-        summed = math.fsum(per_token)
+        summed = _token_sum(per_token, label)
         if abs(summed - total) > _SUM_TOLERANCE * max(1.0, abs(summed)):
             raise CurationInputError(
                 f"{label}: 'logprob' is {total!r} but 'token_logprobs' sum to {summed:.6g}"
@@ -113,8 +113,30 @@ def generator_confidence(item: Mapping[str, object], label: str) -> float | None
     return total / tokens
 
 
+def _token_sum(per_token: list[float], label: str) -> float:
+    """The exact sum of finite log-probabilities, which may still overflow a float (two of
+    -1e308): ``math.fsum`` then raises OverflowError, a caller's error and not the server's."""
+    try:
+        return math.fsum(per_token)
+    except OverflowError:
+        raise CurationInputError(
+            f"{label}: 'token_logprobs' sum to less than the lowest float (-1.8e308)"
+        ) from None
+
+
+def is_finite_number(value: object) -> TypeGuard[int | float]:
+    """A JSON number (not a bool) that a float holds: ``math.isfinite`` itself raises
+    OverflowError for an integer past 1.8e308, which JSON and Python allow."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _logprob(value: object, label: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise CurationInputError(f"{label} must be a finite number <= 0, got {value!r}")
     if value > 0:
         raise CurationInputError(f"{label} must be <= 0 (a log-probability), got {value!r}")
