@@ -7,11 +7,10 @@ show the model narrowing (entropy falling, held-out perplexity or calibration er
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 from curation.config import RatioConfig
-from curation.types import CurationInputError, RatioDecision
+from curation.types import CurationInputError, RatioDecision, is_finite_number
 
 # Training metrics that signal collapse, and the direction in which they do: +1 when a rise
 # is bad (perplexity, loss, ECE), -1 when a fall is bad (entropy, diversity).
@@ -34,11 +33,7 @@ def validate_feedback(feedback: Mapping[str, object], what: str = "feedback") ->
         raise CurationInputError(f"{what}: expected an object of metric name → number")
     clean: dict[str, float] = {}
     for name, value in feedback.items():
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
+        if not is_finite_number(value):
             raise CurationInputError(f"{what}.{name}: must be a finite number, got {value!r}")
         clean[str(name)] = float(value)
     return clean
