@@ -22,11 +22,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from curation.ngrams import HashedNgrams, log_probabilities
+
 if TYPE_CHECKING:
     from scipy import sparse
-
-# Words and single punctuation marks: a fortune's "--" or a gloss's ";" is part of its style.
-_TOKEN_PATTERN = r"(?u)\b\w+\b|[^\w\s]"
 
 
 class ReferenceAffinity:
@@ -41,15 +40,8 @@ class ReferenceAffinity:
     """
 
     def __init__(self, n_features: int = 10_000) -> None:
-        # scikit-learn on first use: importing it costs a second of every process start (a
-        # server, a CLI run), and only rounds with a reference need it.
-        from sklearn.feature_extraction.text import HashingVectorizer
-
         self.n_features = n_features
-        self._vectorizer = HashingVectorizer(
-            n_features=n_features, ngram_range=(1, 2), alternate_sign=False, norm=None,
-            token_pattern=_TOKEN_PATTERN, lowercase=True,
-        )
+        self._ngrams = HashedNgrams(n_features)
 
     def fit(self, reference: Sequence[str], candidates: Sequence[str]) -> ReferenceAffinity:
         ref_counts = self._totals(reference)
@@ -57,8 +49,8 @@ class ReferenceAffinity:
         self.candidate_counts_ = np.asarray(self.candidate_rows_.sum(axis=0)).ravel()
         self.reference_ngrams_ = int(ref_counts.sum())
         self.candidate_ngrams_ = int(self.candidate_counts_.sum())
-        self.reference_log_probs_ = _log_probabilities(ref_counts)
-        self.log_ratio_ = self.reference_log_probs_ - _log_probabilities(self.candidate_counts_)
+        self.reference_log_probs_ = log_probabilities(ref_counts)
+        self.log_ratio_ = self.reference_log_probs_ - log_probabilities(self.candidate_counts_)
         return self
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
@@ -75,12 +67,11 @@ class ReferenceAffinity:
         the reference says."""
         totals = np.asarray(self.candidate_rows_[positions].sum(axis=0)).ravel()
         p = np.exp(self.reference_log_probs_)
-        return float(np.sum(p * (self.reference_log_probs_ - _log_probabilities(totals))))
+        return float(np.sum(p * (self.reference_log_probs_ - log_probabilities(totals))))
 
     def counts(self, texts: Sequence[str]) -> sparse.csr_matrix:
         """Each text's hashed n-gram counts, one row per text."""
-        matrix: sparse.csr_matrix = self._vectorizer.transform(list(texts))
-        return matrix
+        return self._ngrams.counts(texts)
 
     @staticmethod
     def mean_log_ratio(counts: sparse.csr_matrix, ngrams: np.ndarray, log_ratio: np.ndarray
@@ -97,7 +88,3 @@ class ReferenceAffinity:
     def _totals(self, texts: Sequence[str]) -> np.ndarray:
         return np.asarray(self.counts(texts).sum(axis=0)).ravel()
 
-
-def _log_probabilities(counts: np.ndarray) -> np.ndarray:
-    smoothed = counts + 1.0
-    return np.log(smoothed / smoothed.sum())

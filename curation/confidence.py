@@ -26,9 +26,11 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from curation.lm import CausalLM
 from curation.types import FractionDone, Sample
+from curation.typicality import blended, pool_typicality
 
 ScoreSource = Literal["generator", "lm", "none"]
 # Below this many scored texts a round's length trend is too noisy to remove.
@@ -62,21 +64,28 @@ class ConfidenceScorer:
     """Mean token log-probability of every sample: the generator's when all carry it, else the
     LM's, length-adjusted (when ``lm`` is given), else unknown (NaN).
 
-    Learned state: ``source_`` (which model scored the round), ``scored_`` (how many) and
+    With ``pool_typicality`` the LM's confidence is averaged with the round's own n-gram
+    typicality (:mod:`curation.typicality`), a second estimate of the generator's surprise.
+
+    Learned state: ``source_`` (which model scored the round), ``scored_`` (how many),
     ``length_trend_`` (how much the LM's confidence trend in length spans, from the shortest
-    text to the longest: what was removed; None when the LM did not score or could not fit it).
+    text to the longest: what was removed; None when the LM did not score or could not fit it)
+    and ``typicality_agreement_`` (the rank correlation of the LM's confidence and the pool's
+    typicality that were averaged; None when they were not, or with too few texts to say).
     """
 
     def __init__(self, lm: Callable[[], CausalLM] | None, max_tokens: int = 256,
-                 batch_size: int = 16):
+                 batch_size: int = 16, pool_typicality: bool = True):
         self.lm = lm  # called only when the LM is needed: loading it takes seconds
         self.max_tokens = max_tokens
         self.batch_size = batch_size
+        self.pool_typicality = pool_typicality
 
     def score(self, samples: Sequence[Sample], progress: FractionDone | None = None
               ) -> np.ndarray:
         sent = [s.confidence for s in samples]
         self.length_trend_: float | None = None
+        self.typicality_agreement_: float | None = None
         if samples and all(c is not None for c in sent):
             self.source_: ScoreSource = "generator"
             self.scored_ = len(samples)
@@ -91,4 +100,10 @@ class ConfidenceScorer:
             confidence = -np.log(np.asarray(ppl, dtype=np.float64))
         adjusted, self.length_trend_ = length_adjusted(
             confidence, lm.token_counts(texts, self.max_tokens))
-        return adjusted
+        if not self.pool_typicality:
+            return adjusted
+        typicality = pool_typicality(texts)
+        both = np.isfinite(adjusted) & np.isfinite(typicality)
+        if both.sum() >= MIN_FOR_LENGTH_FIT:
+            self.typicality_agreement_ = float(spearmanr(adjusted[both], typicality[both])[0])
+        return blended(adjusted, typicality)

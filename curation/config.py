@@ -131,9 +131,16 @@ class QualityConfig(Section, path="config.quality"):
 class ScoreConfig(Section, path="config.score"):
     """Where a sample's confidence comes from: the generator's log-probs when the job sends them
     for every sample, else (``lm_fallback``) the editing LM's, length-adjusted
-    (:mod:`curation.confidence`), else none (distance only)."""
+    (:mod:`curation.confidence`) and averaged with the pool's typicality (``pool_typicality``),
+    else none (distance only)."""
 
     lm_fallback: bool = setting(True, FLAG)
+    # With the LM's fallback, average it with the round's own n-gram typicality
+    # (curation.typicality): the candidates are the generator's samples, so what is rare among
+    # them is what the generator finds surprising. On the collapse benchmark without log-probs
+    # (fortunes, 3 seeds) DCES ended at 530 / 553 / 498 held-out perplexity with it, against
+    # 546 / 585 / 548 with the LM alone (bench/results/collapse-screen-pool-typicality.md).
+    pool_typicality: bool = setting(True, FLAG)
     max_tokens: int = setting(256, Bound(int, 2, 8192))
     batch_size: int = setting(16, Bound(int, 1, 1024))
     # With a reference, the selection ranks the confidence together with the reference affinity

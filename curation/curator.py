@@ -299,9 +299,10 @@ class Curator:
             policy.decide(s.dispersion, s.reference_dispersion, g, r.state.ratios.get(c))
             for c, s in enumerate(r.stats)
         ]
-        trend = scorer.length_trend_
+        trend, agreement = scorer.length_trend_, scorer.typicality_agreement_
         r.scores = {"source": scorer.source_,
                     "length_trend": None if trend is None else round(trend, 4),
+                    "typicality_agreement": None if agreement is None else round(agreement, 4),
                     "implausible_below": None,
                     "reference_weight": self.config.score.reference_weight
                     if r.affinity is not None else None}
@@ -453,7 +454,8 @@ class Curator:
     def _scorer(self) -> ConfidenceScorer:
         cfg = self.config.score
         return ConfidenceScorer(
-            (lambda: self.lm) if cfg.lm_fallback else None, cfg.max_tokens, cfg.batch_size
+            (lambda: self.lm) if cfg.lm_fallback else None, cfg.max_tokens, cfg.batch_size,
+            cfg.pool_typicality,
         )
 
     def _measure_affinity(self, r: _Round) -> None:

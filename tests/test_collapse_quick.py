@@ -270,8 +270,10 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
         if run["strategy"] in NO_LOGPROBS:  # the LM scores them, its length trend removed
             assert all(r["scores"]["source"] == "lm" for r in rounds)
             assert all(r["scores"]["length_trend"] is not None for r in rounds)
+            assert all(r["scores"]["typicality_agreement"] is not None for r in rounds)
         elif run["strategy"].startswith("dces"):
-            assert all(r["scores"]["source"] == "generator" for r in rounds)
+            assert all(r["scores"]["source"] == "generator"
+                       and r["scores"]["typicality_agreement"] is None for r in rounds)
         if run["strategy"] == "dces_no_edit":
             assert all(r["edit_stats"]["tokens"] == 0 for r in rounds)
     markdown = (tmp_path / "q.md").read_text()

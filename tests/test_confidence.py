@@ -12,6 +12,7 @@ from scipy.stats import spearmanr
 from curation.confidence import MIN_FOR_LENGTH_FIT, ConfidenceScorer, length_adjusted
 from curation.lm import CausalLM
 from curation.types import Sample
+from curation.typicality import blended, pool_typicality
 
 
 def _trended(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +60,7 @@ def test_the_lms_scores_are_length_adjusted_and_the_generators_are_not(
 ) -> None:
     texts = [f["text"] for f in fortunes[:160]]
     samples = [Sample(str(i), t) for i, t in enumerate(texts)]
-    scorer = ConfidenceScorer(lambda: smollm2)
+    scorer = ConfidenceScorer(lambda: smollm2, pool_typicality=False)
     adjusted = scorer.score(samples)
     assert scorer.source_ == "lm"
     raw = -np.log(smollm2.perplexity(texts, 256, 16))
@@ -70,3 +71,45 @@ def test_the_lms_scores_are_length_adjusted_and_the_generators_are_not(
     sent = [Sample(s.id, s.text, confidence=c) for s, c in zip(samples, raw, strict=True)]
     np.testing.assert_allclose(scorer.score(sent), raw)
     assert scorer.source_ == "generator" and scorer.length_trend_ is None
+    assert scorer.typicality_agreement_ is None
+
+
+def test_typicality_is_how_commonly_the_other_candidates_use_a_texts_words() -> None:
+    common = ["the cat sat on the mat", "the cat sat on the rug", "the dog sat on the mat"]
+    pool = common * 10 + ["zebras juggle quixotic saxophones", "the cat sat on the sofa", "?"]
+    typicality = pool_typicality(pool)
+    assert typicality[0] > typicality[-2] > typicality[-3]  # rarer words, less typical
+    assert np.isfinite(typicality[-1])  # a punctuation mark is an n-gram
+    # Leave-one-out: a text's own counts do not make its one-off n-grams look seen.
+    alone = pool_typicality(pool[:-3] + ["zebras juggle quixotic saxophones"] * 2)
+    assert alone[-1] > typicality[-3]  # a second copy: now the others have said it
+    assert np.isnan(pool_typicality(["", "the cat"])[0])
+
+
+def test_blending_averages_robust_units_and_keeps_the_confidences_units() -> None:
+    rng = np.random.default_rng(0)
+    confidence = rng.normal(-4.0, 0.5, 200)
+    typicality = rng.normal(-9.0, 2.0, 200)
+    mixed = blended(confidence, typicality)
+    assert abs(np.median(mixed) - np.median(confidence)) < 0.1
+    assert 0.5 < spearmanr(mixed, confidence)[0] < 0.9
+    assert 0.5 < spearmanr(mixed, typicality)[0] < 0.9
+    np.testing.assert_allclose(blended(confidence, typicality * 10 + 3), mixed)  # units of its own
+    typicality[:5], confidence[5] = np.nan, np.nan
+    mixed = blended(confidence, typicality)
+    np.testing.assert_allclose(mixed[:5], confidence[:5])  # no typicality: the confidence alone
+    assert np.isnan(mixed[5])
+
+
+def test_the_lms_fallback_is_averaged_with_the_pools_typicality(
+    smollm2: CausalLM, fortunes: list[dict[str, Any]]
+) -> None:
+    samples = [Sample(str(i), f["text"]) for i, f in enumerate(fortunes[:160])]
+    lm_only = ConfidenceScorer(lambda: smollm2, pool_typicality=False).score(samples)
+    scorer = ConfidenceScorer(lambda: smollm2)
+    both = scorer.score(samples)
+    assert scorer.source_ == "lm" and scorer.typicality_agreement_ is not None
+    typicality = pool_typicality([s.text for s in samples])
+    assert abs(scorer.typicality_agreement_ - spearmanr(lm_only, typicality)[0]) < 1e-9
+    np.testing.assert_allclose(both, blended(lm_only, typicality))
+    assert abs(np.median(both) - np.median(lm_only)) < 0.5 * np.std(lm_only)
