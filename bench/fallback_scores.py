@@ -1,0 +1,129 @@
+"""How well each fallback confidence ranks a pool like the generator's own log-probs.
+
+    python -m bench.fallback_scores [--pools 3] [--gen0-cache DIR]
+
+Without the generator's log-probs DCES estimates its surprise (curation/confidence.py). The
+pools are the collapse benchmark's own: each seed's generation-0 model samples 1,200 candidates
+(from ``--gen0-cache`` when `bench.collapse` left it there, else trained, ~7 min a seed), and
+scores them (the per-token log-prob a training job sends: the truth here). Per pool, the
+Spearman correlation with it and the share of its most surprising third that each estimate
+also puts in its most surprising third (the budget of the benchmark) for:
+
+- **lm**: SmolLM2's per-token log-prob, length-adjusted (``score.pool_typicality`` off);
+- **typicality**: the pool's own n-gram typicality (curation/typicality.py) alone;
+- **blend**: the default, the two averaged in robust units.
+
+Writes bench/results/fallback_scores.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from bench.collapse.config import FULL
+from bench.collapse.model import quiet_transformers
+from bench.collapse.prepare import prepare
+from bench.machine import machine
+from bench.round_cost import candidate_pools
+from curation.confidence import ConfidenceScorer
+from curation.embed import load_embedder
+from curation.lm import load_causal_lm
+from curation.types import Sample
+from curation.typicality import blended, pool_typicality
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.fallback_scores",
+                                description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--pools", type=int, default=3, help="pools (one per benchmark seed)")
+    p.add_argument("--gen0-cache", type=Path, metavar="DIR",
+                   help="bench.collapse's generation-0 cache (default: train each seed's)")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    return p.parse_args(argv)
+
+
+def agreement(truth: np.ndarray, estimate: np.ndarray) -> dict[str, float]:
+    """Spearman correlation, and the share of the truth's least confident third that the
+    estimate's least confident third holds."""
+    known = np.isfinite(truth) & np.isfinite(estimate)
+    third = int(known.sum()) // 3
+    index = np.flatnonzero(known)
+    lowest = set(index[np.argsort(truth[known])[:third]])
+    picked = set(index[np.argsort(estimate[known])[:third]])
+    return {"spearman": round(float(spearmanr(truth[known], estimate[known])[0]), 4),
+            "third_overlap": round(len(lowest & picked) / third, 4)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    quiet_transformers()
+    start = time.perf_counter()
+    lm = load_causal_lm()
+    with tempfile.TemporaryDirectory(prefix="fallback-scores-") as tmp:
+        embedder = load_embedder()
+        shared, _real, setup = prepare(FULL, None, Path(tmp), embedder)
+        shared.gen0_cache = args.gen0_cache
+        _warm_up, pools = candidate_pools(shared, args.pools, embedder.encode)
+        rows = []
+        for seed, pool in enumerate(pools):
+            truth = -pool.scores.doc_nll
+            samples = [Sample(str(i), t) for i, t in enumerate(pool.texts)]
+            lm_only = ConfidenceScorer(lambda: lm, pool_typicality=False).score(samples)
+            typicality = pool_typicality(pool.texts)
+            views = {"lm": lm_only, "typicality": typicality,
+                     "blend": blended(lm_only, typicality)}
+            rows.append({"pool": seed, "candidates": len(pool.texts),
+                         **{name: agreement(truth, v) for name, v in views.items()}})
+            print(f"pool {seed}: {rows[-1]}", file=sys.stderr)
+    results = {
+        "command": " ".join(["python -m bench.fallback_scores", *(argv or sys.argv[1:])]),
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "seconds": round(time.perf_counter() - start, 1),
+        "machine": machine(),
+        "setup": {"corpus": setup["corpus"], "lm": lm.name},
+        "pools": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fallback_scores.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "fallback_scores.md").write_text(markdown(results))
+    print(f"wrote {args.out / 'fallback_scores.md'}")
+    return 0
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        "# Fallback confidence against the generator's log-probs (`python -m "
+        "bench.fallback_scores`)",
+        "",
+        f"`{r['command']}`, {r['when']}, {r['seconds']:.0f} s. Machine: {m['cpu']}, "
+        f"{m['cores']} cores. Corpus {r['setup']['corpus']}; LM {r['setup']['lm']}.",
+        "",
+        "Each pool: the candidates a generation-0 model of the collapse benchmark wrote, ranked "
+        "by the model's per-token log-prob (the truth) and by each estimate DCES can make "
+        "without it. Spearman correlation; in brackets, the share of the truth's most "
+        "surprising third that the estimate's most surprising third holds (1/3 by chance).",
+        "",
+        "| pool | candidates | LM, length-adjusted | pool typicality | both averaged (default) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in r["pools"]:
+        cells = [f"{row[v]['spearman']:.3f} ({row[v]['third_overlap']:.2f})"
+                 for v in ("lm", "typicality", "blend")]
+        lines.append(f"| {row['pool']} | {row['candidates']} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
