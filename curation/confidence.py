@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from curation.lm import CausalLM
 from curation.types import FractionDone, Sample
@@ -102,6 +101,8 @@ class ConfidenceScorer:
             confidence, lm.token_counts(texts, self.max_tokens))
         if not self.pool_typicality:
             return adjusted
+        from scipy.stats import spearmanr  # on first use: an import costs startup
+
         typicality = pool_typicality(texts)
         both = np.isfinite(adjusted) & np.isfinite(typicality)
         if both.sum() >= MIN_FOR_LENGTH_FIT:

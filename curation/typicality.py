@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import sparse
 
 from curation.ngrams import HashedNgrams
 
@@ -30,8 +29,7 @@ def pool_typicality(texts: Sequence[str], n_features: int = 10_000) -> np.ndarra
     others = totals[rows.col] - rows.data + 1.0
     others_total = totals.sum() - per_text[rows.row] + n_features
     log_probs = rows.data * np.log(others / others_total)
-    summed = np.asarray(sparse.coo_matrix((log_probs, (rows.row, rows.col)),
-                                          shape=rows.shape).sum(axis=1)).ravel()
+    summed = np.bincount(rows.row, weights=log_probs, minlength=len(texts))
     return np.divide(summed, per_text, out=np.full(len(texts), np.nan), where=per_text > 0)
 
 
