@@ -33,24 +33,16 @@ from bench.collapse.config import FULL
 from bench.collapse.model import quiet_transformers
 from bench.collapse.prepare import prepare
 from bench.machine import machine
-from bench.round_cost import candidate_pools
+from bench.round_cost import candidate_pools, pool_arguments
 from curation.confidence import ConfidenceScorer
 from curation.embed import load_embedder
 from curation.lm import load_causal_lm
 from curation.types import Sample
 from curation.typicality import blended, pool_typicality
 
-RESULTS = Path(__file__).parent / "results"
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.fallback_scores",
-                                description=(__doc__ or "").splitlines()[0])
-    p.add_argument("--pools", type=int, default=3, help="pools (one per benchmark seed)")
-    p.add_argument("--gen0-cache", type=Path, metavar="DIR",
-                   help="bench.collapse's generation-0 cache (default: train each seed's)")
-    p.add_argument("--out", type=Path, default=RESULTS)
-    return p.parse_args(argv)
+    return pool_arguments("python -m bench.fallback_scores", __doc__).parse_args(argv)
 
 
 def agreement(truth: np.ndarray, estimate: np.ndarray) -> dict[str, float]:

@@ -59,14 +59,19 @@ RESULTS = Path(__file__).parent / "results"
 WARM_UP_SEED = 10_000  # sampling seed of the warm-up pool (no benchmark pool uses it)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.round_cost",
-                                description=(__doc__ or "").splitlines()[0])
-    p.add_argument("--pools", type=int, default=3, help="timed pools (one per benchmark seed)")
+def pool_arguments(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The arguments of a bench over the collapse benchmark's generation-0 pools (also
+    bench.fallback_scores's)."""
+    p = argparse.ArgumentParser(prog=prog, description=(doc or "").splitlines()[0])
+    p.add_argument("--pools", type=int, default=3, help="pools (one per benchmark seed)")
     p.add_argument("--gen0-cache", type=Path, metavar="DIR",
                    help="bench.collapse's generation-0 cache (default: train each seed's)")
     p.add_argument("--out", type=Path, default=RESULTS)
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return pool_arguments("python -m bench.round_cost", __doc__).parse_args(argv)
 
 
 def candidate_pools(shared: Shared, n: int, embed: Embed) -> tuple[Pool, list[Pool]]:
