@@ -25,7 +25,7 @@ from bench.collapse.experiment import PRETRAINED_FIELDS, gen0_settings, prompts
 from bench.collapse.heldout import score
 from bench.collapse.model import SMOLLM2, load_model, new_model, parameter_count, train
 from bench.collapse.report import _model
-from bench.collapse.sampling import sample
+from bench.collapse.sampling import cache_keyword, forward_cached, sample
 from bench.collapse.strategies import Pool
 from bench.collapse.tokenizer import EOS_ID, BenchTokenizer
 
@@ -125,6 +125,36 @@ def test_the_sampler_continues_the_prompt_not_the_separator(tiny_lm_dir: Path) -
         expected = [int(model(input_ids=torch.tensor([[EOS_ID, *p]])).logits[0, -1].argmax())
                     for p in starts]
     assert first == expected and len(set(expected)) > 1
+
+
+def test_sampled_tokens_see_their_whole_context_through_the_cache(tiny_lm_dir: Path) -> None:
+    """Greedy sampling (a nucleus of one) with the KV cache equals greedy decoding that
+    re-reads the whole sequence each step: a cache the model ignored would differ."""
+    import torch
+
+    model = load_model(tiny_lm_dir)
+    starts = [[100 + i, 200 + i, 300 + i] for i in range(4)]
+    out = sample(model, starts, 6, 1.0, top_p=1e-6, batch_size=4, seed=0)
+    with torch.inference_mode():
+        for prompt, ids in zip(starts, out, strict=True):
+            seq = [EOS_ID, *prompt]
+            for _ in range(len(ids) - len(prompt)):
+                seq.append(int(model(input_ids=torch.tensor([seq])).logits[0, -1].argmax()))
+            assert ids == seq[1:]
+    assert any(len(ids) > len(starts[0]) + 1 for ids in out)
+
+
+def test_a_model_that_ignores_its_cache_stops_the_sampler(tiny_lm_dir: Path) -> None:
+    """Passed under a name its forward does not know, the cache lands in ``**kwargs`` and
+    stays empty (what transformers 5.17 did with ``cache=``): an error, not context-free
+    samples."""
+    import torch
+    from transformers import DynamicCache
+
+    model = load_model(tiny_lm_dir)
+    assert cache_keyword(model) in {"cache", "past_key_values"}
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="ignored its KV cache"):
+        forward_cached(model, torch.tensor([[EOS_ID, 100, 200]]), DynamicCache(), "kv_cache")
 
 
 def test_fine_tuning_lowers_the_loss_of_the_loaded_model(

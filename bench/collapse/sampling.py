@@ -8,7 +8,9 @@ sample``: fortunes are short on average (~45 tokens) with a long tail.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
@@ -24,6 +26,27 @@ def _filter_top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     outside = sorted_p.cumsum(-1) - sorted_p > top_p
     sorted_p[outside] = 0.0
     return torch.zeros_like(probs).scatter_(-1, order, sorted_p)
+
+
+def cache_keyword(model: PreTrainedModel) -> str:
+    """The name under which this model's ``forward`` takes a KV cache: ``cache`` in recent
+    transformers, ``past_key_values`` before (5.17, say). The older name is swallowed by the
+    newer ``**kwargs`` and the other way round, so a wrong guess samples every token without
+    its context, silently."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def forward_cached(model: PreTrainedModel, step_input: torch.Tensor, cache: DynamicCache,
+                    keyword: str) -> torch.Tensor:
+    """Logits of ``step_input`` given what ``cache`` holds, which grows by its tokens; an
+    error if the model left the cache as it was (it then saw none of the context)."""
+    before = cache.get_seq_length()
+    kwargs: dict[str, Any] = {keyword: cache}
+    logits = model(input_ids=step_input, use_cache=True, **kwargs).logits
+    if cache.get_seq_length() != before + step_input.shape[1]:
+        raise RuntimeError(f"sample: {type(model).__name__} ignored its KV cache (passed as "
+                           f"{keyword!r}); samples would not see their context")
+    return logits
 
 
 @torch.inference_mode()
@@ -43,6 +66,7 @@ def sample(
         raise ValueError("prompts: must all have the same length")
     dev = model.device
     gen = torch.Generator(device=dev).manual_seed(seed)
+    keyword = cache_keyword(model)
     out: list[list[int]] = []
     for lo in range(0, len(prompts), batch_size):
         batch = prompts[lo : lo + batch_size]
@@ -53,7 +77,7 @@ def sample(
         cache = DynamicCache()
         step_input = torch.tensor([[EOS_ID, *p] for p in batch], dtype=torch.long, device=dev)
         for _ in range(new_tokens):
-            logits = model(input_ids=step_input, cache=cache, use_cache=True).logits
+            logits = forward_cached(model, step_input, cache, keyword)
             probs = torch.softmax(logits[:, -1].float() / temperature, dim=-1)
             nxt = torch.multinomial(_filter_top_p(probs, top_p), 1, generator=gen)[:, 0]
             finished = (nxt == EOS_ID).cpu()
