@@ -24,6 +24,7 @@ from app.api.body_limit import BodyLimitMiddleware
 from app.api.checks import check_params
 from app.api.deps import Services
 from app.api.docs import install_docs
+from app.api.head_requests import HeadAsGet
 from app.api.observe import RequestObserver
 from app.api.openapi import install_openapi
 from app.api.problem_responses import install_problem_handlers
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None,
     for module in (runs, rounds, uploads, jobs, curate):
         app.include_router(module.router,
                            dependencies=[Depends(require_token), Depends(check_params)])
+    app.add_middleware(HeadAsGet)  # innermost: auth, limits and metrics see the HEAD
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.api_tokens():  # outside the body limit: a stranger learns no limit
         app.add_middleware(BearerAuthMiddleware, tokens=settings.api_tokens(),

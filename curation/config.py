@@ -49,12 +49,15 @@ class EmbedConfig(Section, path="config.embed"):
                                                       "use backend torch with device cuda")
 
 
+MAX_K = 65_536  # clusters a round may ask for; rounds cap k at their sample count anyway
+
+
 @dataclass(frozen=True)
 class ClusterConfig(Section, path="config.cluster"):
     """Spherical k-means. ``k=None`` picks ``sqrt(n / 2)`` clamped to ``[1, max_k]``."""
 
-    k: int | None = setting(None, Bound(int, 1, nullable=True))
-    max_k: int = setting(512, Bound(int, 1, 65_536))
+    k: int | None = setting(None, Bound(int, 1, MAX_K, nullable=True))
+    max_k: int = setting(512, Bound(int, 1, MAX_K))
     niter: int = setting(20, Bound(int, 1, 1000))
     warm_niter: int = setting(10, Bound(int, 0, 1000))
     fit_sample_size: int = setting(50_000, Bound(int, 1))

@@ -74,7 +74,8 @@ class RunState:
         for i, entry in enumerate(history):
             _check_entry(entry, f"state.history[{i}]")
         return cls(
-            round=_count(data.get("round"), "state.round"),
+            # The next round number must fit too: a state at the last one cannot go on.
+            round=_count(data.get("round"), "state.round", MAX_COUNT - 1),
             embedding_model=model,
             centroids=_centroids(data.get("centroids")),
             baseline_dispersion=_by_cluster(data.get("baseline_dispersion", {}),

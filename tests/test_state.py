@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from curation.state import RunState
+from curation.state import MAX_COUNT, RunState
 from curation.types import CurationInputError
 
 
@@ -35,3 +35,12 @@ def test_state_round_trips_through_json() -> None:
 def test_malformed_state_is_a_clear_error(bad: dict) -> None:
     with pytest.raises(CurationInputError, match="state"):
         RunState.from_dict(bad)
+
+
+def test_a_state_at_the_last_round_number_is_refused_and_the_one_before_goes_on() -> None:
+    """The next round number must fit the same bound, or a returned state could not come back."""
+    last = RunState(round=MAX_COUNT).to_dict()
+    limit = rf"^state.round: must be an integer in \[0, {MAX_COUNT - 1}\]"
+    with pytest.raises(CurationInputError, match=limit):
+        RunState.from_dict(last)
+    assert RunState.from_dict({**last, "round": MAX_COUNT - 1}).round == MAX_COUNT - 1

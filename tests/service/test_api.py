@@ -98,6 +98,8 @@ def test_run_lifecycle(http: httpx.Client, problem: Callable[..., Any]) -> None:
     ({"ratio": {"r0": "high"}}, "config.ratio.r0"),
     ({"edit": {"enabled": "yes"}}, "config.edit.enabled"),
     ({"cluster": {"k": 2.5}}, "config.cluster.k"),
+    ({"cluster": {"k": 10**400}}, "config.cluster.k"),
+    ({"cluster": {"k": 65_537}}, "config.cluster.k"),
     ({"embed": {"dtype": "fp8"}}, "config.embed.dtype"),
     ({"edit": {"threshold": 1.5}}, "config.edit.threshold"),
     ({"edit": {"top_k": 0}}, "config.edit.top_k"),
@@ -601,3 +603,21 @@ def test_a_round_short_of_its_budget_says_why(http: httpx.Client,
     assert {s["reason"] for s in full["samples"] if not s["selected"]} <= {
         "quota_filled", "no_quota", "near_duplicate", "outlier", "implausible"}
     assert any(s["reason"] == "quota_filled" for s in full["samples"])
+
+
+def test_head_answers_wherever_get_does_with_its_headers_and_no_body(http: httpx.Client) -> None:
+    """A monitor's HEAD gets the GET's status and headers (its length too), never a 405."""
+    run = new_run(http)
+    for path in ("/livez", "/readyz", "/info", "/v1/runs", f"/v1/runs/{run}", "/metrics",
+                 "/v1/runs/run_nope"):
+        got, head = http.get(path), http.head(path)
+        assert head.status_code == got.status_code, path
+        assert head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+        if path != "/metrics":  # the metrics change between the two requests
+            assert head.headers["content-length"] == got.headers["content-length"], path
+    missing = http.head(f"/v1/runs/{run}/rounds/7")
+    assert missing.status_code == 404 and missing.content == b""
+    assert missing.headers["content-type"] == "application/problem+json"
+    key = 'dces_http_requests_total{method="HEAD",route="/v1/runs",status="200"}'
+    assert metric_values(http)[key] >= 1
