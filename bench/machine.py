@@ -3,11 +3,13 @@
 One description for every bench: the CPU's model name and the SIMD extensions that change what
 the numbers are (bf16 and VNNI make the embedder ~3x faster; floating-point results of training
 differ between CPUs, so a collapse run on another CPU follows other trajectories from the same
-seeds), the core count, the library versions and the load average when the run began.
+seeds), the core count, the GPU if any, the library versions and the load average when the
+run began.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 from pathlib import Path
@@ -40,7 +42,11 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "simd": [f for f in SIMD if f in flags],
         "gpu": torch.cuda.is_available(),
+        # The card: a run's speed and floating point depend on it.
+        "gpu_name": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "torch": torch.__version__,
+        # Its API moves (5.17 took a KV cache under another name than 5.25).
+        "transformers": importlib.metadata.version("transformers"),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "load_average_at_start": os.getloadavg(),

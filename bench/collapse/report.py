@@ -452,7 +452,8 @@ def _machine(m: dict[str, Any]) -> str:
     """Cores, and the CPU where it was recorded: training's floating point differs between CPUs,
     so the same seeds follow other trajectories on another one."""
     cpu = f" ({m['cpu']}; {', '.join(m['simd']) or 'no AVX'})" if "simd" in m else ""
-    return f"{m['cores']} cores{cpu}"
+    gpu = f", {m['gpu_name']}" if m.get("gpu_name") else ""
+    return f"{m['cores']} cores{cpu}{gpu}"
 
 
 if __name__ == "__main__":
