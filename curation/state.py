@@ -74,7 +74,8 @@ class RunState:
         for i, entry in enumerate(history):
             _check_entry(entry, f"state.history[{i}]")
         return cls(
-            # The next round number must fit too: a state at the last one cannot go on.
+            # One below the bound, so that the round curated from it is numbered within the
+            # bound (an int32); a state at the bound is the last and cannot go on.
             round=_count(data.get("round"), "state.round", MAX_COUNT - 1),
             embedding_model=model,
             centroids=_centroids(data.get("centroids")),

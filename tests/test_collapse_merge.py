@@ -75,6 +75,8 @@ def test_a_chain_with_two_different_results_is_refused() -> None:
     ("path", "value", "what"),
     [
         (("machine", "cpu"), "AMD EPYC", "machine.cpu"),
+        (("machine", "gpu_name"), "NVIDIA H200", "machine.gpu_name"),
+        (("machine", "transformers"), "5.17.0", "machine.transformers"),
         (("config", "top_p"), 1.0, "config"),
         (("setup", "corpus"), "wordnet", "setup"),
     ],
@@ -82,13 +84,26 @@ def test_a_chain_with_two_different_results_is_refused() -> None:
 def test_runs_that_are_not_comparable_are_refused(path: tuple[str, str], value: object,
                                                   what: str, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    other = _later_seeds(_recorded(), 3)
+    first, other = _recorded(), _later_seeds(_recorded(), 3)
+    first["machine"] = {"gpu_name": None, "transformers": "5.25.0", **first["machine"]}
+    other["machine"] = {"gpu_name": None, "transformers": "5.25.0", **other["machine"]}
     other[path[0]][path[1]] = value
+    given = tmp_path / "given.json"
+    given.write_text(json.dumps(first))
     later = tmp_path / "later.json"
     later.write_text(json.dumps(other))
-    assert main([str(RECORDED), str(later), "--name", "x", "--out", str(tmp_path)]) == 2
+    assert main([str(given), str(later), "--name", "x", "--out", str(tmp_path)]) == 2
     assert f"{what}: the files differ" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_a_machine_field_an_older_record_lacks_is_not_compared() -> None:
+    """Records before the GPU's name and the transformers version still join newer ones."""
+    newer = _later_seeds(_recorded(), 3)
+    newer["machine"] = {**newer["machine"], "gpu_name": None, "transformers": "5.25.0"}
+    assert "transformers" not in _recorded()["machine"]
+    joined = merge([_recorded(), newer], "joined", None)
+    assert {r["seed"] for r in joined["runs"]} == {0, 1, 2, 3, 4, 5}
 
 
 def test_strategies_that_ran_other_seeds_are_refused() -> None:

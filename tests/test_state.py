@@ -38,7 +38,8 @@ def test_malformed_state_is_a_clear_error(bad: dict) -> None:
 
 
 def test_a_state_at_the_last_round_number_is_refused_and_the_one_before_goes_on() -> None:
-    """The next round number must fit the same bound, or a returned state could not come back."""
+    """A state is at most one below the bound, so the round curated from it is numbered
+    within it; a state at the bound is the last one."""
     last = RunState(round=MAX_COUNT).to_dict()
     limit = rf"^state.round: must be an integer in \[0, {MAX_COUNT - 1}\]"
     with pytest.raises(CurationInputError, match=limit):

