@@ -8,6 +8,9 @@ the clusters the generator has begun to lose are those it finds surprising, and 
 follows them (the surprising tail is what top-p sampling truncates each generation; Gambetta et
 al. 2024).
 ``tau < 1`` flattens toward small clusters; the reference term steers the mix toward real data.
+``floor`` (opt-in) raises each weight to at least that fraction of the cluster's reference share,
+then normalises: the surprise quotas stay where they exceed it, and no mode of the reference is
+starved.
 Quotas are capped by what each cluster can supply; a capped cluster passes the rest on to the
 others, in proportion to their weights.
 """
@@ -35,15 +38,19 @@ def allocation_weights(
     eta: float,
     surprise: float = 0.0,
     surprising: np.ndarray | None = None,
+    floor: float = 0.0,
 ) -> np.ndarray:
     """Normalised cluster weights (the module doc's formula); a term whose input is missing
-    (no reference, no confidence) drops out."""
+    (no reference, no confidence) drops out. ``floor`` raises every cluster to at least that
+    fraction of its reference share before normalising."""
     flattened = _normalised(np.power(np.clip(shares, 0.0, None), tau))
     if surprising is not None and surprising.sum() > 0:
         flattened = (1.0 - surprise) * flattened + surprise * _normalised(surprising)
     if reference_shares is None or reference_shares.sum() <= 0:
         return flattened
-    return (1.0 - eta) * flattened + eta * _normalised(reference_shares)
+    reference = _normalised(reference_shares)
+    mixed = (1.0 - eta) * flattened + eta * reference
+    return _normalised(np.maximum(mixed, floor * reference)) if floor > 0 else mixed
 
 
 def allocate(budget: int, weights: np.ndarray, capacity: np.ndarray) -> np.ndarray:

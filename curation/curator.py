@@ -525,6 +525,7 @@ class Curator:
             alloc.eta,
             alloc.surprise,
             surprise_shares(r.key, r.labels, r.selectable, budget, k),
+            alloc.floor,
         )
         capacity = np.array([p.remaining for p in pools], dtype=np.int64)
         quotas = allocate(budget, weights, capacity)

@@ -57,3 +57,18 @@ def test_the_budget_follows_the_surprising_clusters() -> None:
     )
     assert by_share.tolist() == [90, 10]
     assert by_surprise.tolist() == [20, 80]
+
+
+def test_the_floor_keeps_every_cluster_near_its_reference_share() -> None:
+    shares = np.array([0.5, 0.3, 0.2])
+    surprising = np.array([90.0, 10.0, 0.0])  # nothing surprising in cluster 2 ...
+    reference = np.array([0.2, 0.3, 0.5])  # ... which holds half of the real data
+    weights = allocation_weights(shares, reference, 1.0, 0.0, 1.0, surprising, floor=1.0)
+    # max(0.9, 0.2), max(0.1, 0.3), max(0.0, 0.5), normalised
+    assert np.allclose(weights, np.array([0.9, 0.3, 0.5]) / 1.7)
+    half = allocation_weights(shares, reference, 1.0, 0.0, 1.0, surprising, floor=0.5)
+    assert np.allclose(half, np.array([0.9, 0.15, 0.25]) / 1.3)
+    unfloored = allocation_weights(shares, reference, 1.0, 0.0, 1.0, surprising)
+    assert np.allclose(unfloored, [0.9, 0.1, 0.0])
+    assert np.allclose(allocation_weights(shares, None, 1.0, 0.0, 1.0, surprising, floor=1.0),
+                       [0.9, 0.1, 0.0])  # no reference: no floor

@@ -113,6 +113,37 @@ def test_quotas_steer_the_mix_toward_the_reference(curator: Curator, fortunes: l
     assert distance_to_reference(matched) < distance_to_reference(flat)
 
 
+def test_the_floor_keeps_modes_the_surprise_quotas_starve(curator: Curator,
+                                                           fortunes: list[dict]) -> None:
+    reference, pool = fortunes[:800], scored(fortunes[800:1400])
+    first, _ = curator.curate(pool, 150, reference=reference)
+    # The generator is sure of every candidate of the three largest clusters: surprise alone
+    # gives them (almost) nothing, though the reference holds a good part of its text there.
+    sure = sorted(first.clusters, key=lambda c: -c.size)[:3]
+    sure_ids = {c.cluster for c in sure}
+    members = {d.id for d in first.decisions if d.cluster in sure_ids}
+    skewed = [{**s, "logprob": -0.05 * s["tokens"]} if s["id"] in members else s for s in pool]
+    floored_curator = Curator(
+        CurationConfig.from_dict({**NO_LM, "allocation": {"floor": 1.0}}),
+        embedder=curator.embedder)
+    plain, _ = curator.curate(skewed, 150, reference=reference)
+    floored, _ = floored_curator.curate(skewed, 150, reference=reference)
+
+    def quota(result: Any) -> int:
+        return sum(c.quota for c in result.clusters if c.cluster in sure_ids)
+
+    reference_share = sum(c.reference_share for c in plain.clusters if c.cluster in sure_ids)
+    assert quota(plain) <= 3
+    assert quota(floored) >= 0.5 * reference_share * 150 > 3
+    assert floored.selected == plain.selected == 150
+
+
+def test_the_floor_is_bounded() -> None:
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=r"config.allocation.floor: must be in \[0, 1\]"):
+            CurationConfig.from_dict({"allocation": {"floor": bad}})
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
