@@ -18,6 +18,14 @@ The trend is fitted isotonic: a straight line in log length did as well on the b
 than the rest of its round to the bottom of the round's confidence. The generator's own scores
 are used as sent: their dependence on length is the generator's, and part of what top-p
 sampling truncates.
+
+The pool typicality averaged with the LM's score loses only a **rising** trend in length. On
+the benchmark's generation-0 pools the generator's own per-token log-prob falls with length
+(Spearman -0.28 to -0.54 on fortunes, -0.12 to 0 on WordNet), and so may an estimate of it; but
+the typicality rose with length on WordNet (+0.12 to +0.23: short texts looked surprising, and
+the generator fed on them wrote ever shorter ones). Removing any trend lowered WordNet's final
+held-out perplexity and raised fortunes' (bench/results/collapse-screen-typicality-length*.json);
+removing a rise alone keeps fortunes' falling trend (bench/results/fallback_scores*.md).
 """
 
 from __future__ import annotations
@@ -36,13 +44,14 @@ ScoreSource = Literal["generator", "lm", "none"]
 MIN_FOR_LENGTH_FIT = 20
 
 
-def length_adjusted(confidence: np.ndarray, lengths: np.ndarray
+def length_adjusted(confidence: np.ndarray, lengths: np.ndarray, rising_only: bool = False
                     ) -> tuple[np.ndarray, float | None]:
     """``confidence`` less its trend in length, and how much the trend spans (its fitted value
     at the longest texts less at the shortest); the input and None with fewer than
     ``MIN_FOR_LENGTH_FIT`` finite values or a single length.
 
-    The trend is an isotonic regression on log length (rising or falling, whichever fits): it
+    The trend is an isotonic regression on log length (rising or falling, whichever fits; with
+    ``rising_only`` only a rise, so a falling trend is kept whole and spans 0): it
     follows the trend's shape (steep over the first words, flat once a text has context) and
     never extrapolates, so one text far longer than the rest is compared with the longest
     others, not with a line drawn past them. The finite values keep their mean."""
@@ -52,7 +61,8 @@ def length_adjusted(confidence: np.ndarray, lengths: np.ndarray
     log_length = np.log(np.maximum(lengths, 1)).astype(np.float64)
     if known.sum() < MIN_FOR_LENGTH_FIT or np.ptp(log_length[known]) == 0:
         return confidence, None
-    fit = IsotonicRegression(increasing="auto", out_of_bounds="clip")
+    fit = IsotonicRegression(increasing=True if rising_only else "auto",
+                             out_of_bounds="clip")
     fit.fit(log_length[known], confidence[known])
     shortest, longest = fit.predict([log_length[known].min(), log_length[known].max()])
     adjusted = confidence - fit.predict(log_length) + float(confidence[known].mean())
@@ -69,8 +79,10 @@ class ConfidenceScorer:
     Learned state: ``source_`` (which model scored the round), ``scored_`` (how many),
     ``length_trend_`` (how much the LM's confidence trend in length spans, from the shortest
     text to the longest: what was removed; None when the LM did not score or could not fit it)
-    and ``typicality_agreement_`` (the rank correlation of the LM's confidence and the pool's
-    typicality that were averaged; None when they were not, or with too few texts to say).
+    ``typicality_agreement_`` (the rank correlation of the LM's confidence and the pool's
+    typicality that were averaged; None when they were not, or with too few texts to say) and
+    ``typicality_length_trend_`` (the rise in length removed from the typicality; 0 when it
+    does not rise, None when it was not averaged or could not be fitted).
     """
 
     def __init__(self, lm: Callable[[], CausalLM] | None, max_tokens: int = 256,
@@ -85,6 +97,7 @@ class ConfidenceScorer:
         sent = [s.confidence for s in samples]
         self.length_trend_: float | None = None
         self.typicality_agreement_: float | None = None
+        self.typicality_length_trend_: float | None = None
         if samples and all(c is not None for c in sent):
             self.source_: ScoreSource = "generator"
             self.scored_ = len(samples)
@@ -97,13 +110,14 @@ class ConfidenceScorer:
         self.source_, self.scored_ = "lm", len(samples)
         with np.errstate(divide="ignore"):
             confidence = -np.log(np.asarray(ppl, dtype=np.float64))
-        adjusted, self.length_trend_ = length_adjusted(
-            confidence, lm.token_counts(texts, self.max_tokens))
+        counts = lm.token_counts(texts, self.max_tokens)
+        adjusted, self.length_trend_ = length_adjusted(confidence, counts)
         if not self.pool_typicality:
             return adjusted
         from scipy.stats import spearmanr  # on first use: an import costs startup
 
-        typicality = pool_typicality(texts)
+        typicality, self.typicality_length_trend_ = length_adjusted(
+            pool_typicality(texts), counts, rising_only=True)
         both = np.isfinite(adjusted) & np.isfinite(typicality)
         if both.sum() >= MIN_FOR_LENGTH_FIT:
             self.typicality_agreement_ = float(spearmanr(adjusted[both], typicality[both])[0])

@@ -299,10 +299,10 @@ class Curator:
             policy.decide(s.dispersion, s.reference_dispersion, g, r.state.ratios.get(c))
             for c, s in enumerate(r.stats)
         ]
-        trend, agreement = scorer.length_trend_, scorer.typicality_agreement_
         r.scores = {"source": scorer.source_,
-                    "length_trend": None if trend is None else round(trend, 4),
-                    "typicality_agreement": None if agreement is None else round(agreement, 4),
+                    "length_trend": _rounded(scorer.length_trend_),
+                    "typicality_agreement": _rounded(scorer.typicality_agreement_),
+                    "typicality_length_trend": _rounded(scorer.typicality_length_trend_),
                     "implausible_below": None,
                     "reference_weight": self.config.score.reference_weight
                     if r.affinity is not None else None}
@@ -532,6 +532,10 @@ class Curator:
         taken = select_all(pools, quotas, weights, budget, allocate)
         return pools, taken
 
+
+
+def _rounded(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
 
 
 def _chosen(pools: list[ClusterPool]) -> list[int]:

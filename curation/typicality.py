@@ -8,7 +8,8 @@ pool. A text's typicality is the mean log-probability of its hashed n-grams
 own counts left out, else its one-off n-grams would look seen). On the collapse benchmark's
 generation-0 pools (1,200 candidates each, 3 seeds) the rank correlation with the generator's
 per-token log-prob was 0.49-0.57 for the typicality, 0.38-0.45 for SmolLM2's length-adjusted
-score and 0.53-0.64 for the two averaged (:func:`blended`; bench/results/fallback_scores.md).
+score and 0.53-0.65 for the two averaged (:func:`blended`; bench/results/fallback_scores.md).
+Its rise in length, if any, is removed before averaging (:mod:`curation.confidence`).
 """
 
 from __future__ import annotations

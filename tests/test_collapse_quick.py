@@ -271,6 +271,7 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
             assert all(r["scores"]["source"] == "lm" for r in rounds)
             assert all(r["scores"]["length_trend"] is not None for r in rounds)
             assert all(r["scores"]["typicality_agreement"] is not None for r in rounds)
+            assert all(r["scores"]["typicality_length_trend"] >= 0 for r in rounds)
         elif run["strategy"].startswith("dces"):
             assert all(r["scores"]["source"] == "generator"
                        and r["scores"]["typicality_agreement"] is None for r in rounds)

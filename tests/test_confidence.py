@@ -35,6 +35,17 @@ def test_length_adjustment_removes_the_trend_and_keeps_the_mean() -> None:
     np.testing.assert_allclose(np.nanmean(adjusted), np.nanmean(confidence))
 
 
+def test_rising_only_removes_a_rise_and_keeps_a_fall_whole() -> None:
+    rising, lengths = _trended(300)
+    adjusted, span = length_adjusted(rising, lengths, rising_only=True)
+    assert abs(spearmanr(adjusted, lengths)[0]) < 0.15 and span is not None and span > 0.5
+    falling = -rising
+    kept, no_span = length_adjusted(falling, lengths, rising_only=True)
+    np.testing.assert_allclose(kept, falling)
+    assert no_span == 0.0
+    assert spearmanr(length_adjusted(falling, lengths)[0], lengths)[0] > -0.15  # both ways
+
+
 def test_one_far_longer_text_is_compared_with_the_longest_others() -> None:
     """A straight line in log length, drawn past the others, would sink a long document's
     confidence to the bottom of the round (and under the implausibility cut)."""
@@ -109,7 +120,10 @@ def test_the_lms_fallback_is_averaged_with_the_pools_typicality(
     scorer = ConfidenceScorer(lambda: smollm2)
     both = scorer.score(samples)
     assert scorer.source_ == "lm" and scorer.typicality_agreement_ is not None
-    typicality = pool_typicality([s.text for s in samples])
+    counts = smollm2.token_counts([s.text for s in samples], scorer.max_tokens)
+    typicality, rise = length_adjusted(pool_typicality([s.text for s in samples]), counts,
+                                       rising_only=True)
+    assert scorer.typicality_length_trend_ == rise and rise is not None and rise >= 0
     assert abs(scorer.typicality_agreement_ - spearmanr(lm_only, typicality)[0]) < 1e-9
     np.testing.assert_allclose(both, blended(lm_only, typicality))
     assert abs(np.median(both) - np.median(lm_only)) < 0.5 * np.std(lm_only)
