@@ -11,8 +11,8 @@ also puts in its most surprising third (the budget of the benchmark) for:
 
 - **lm**: SmolLM2's per-token log-prob, length-adjusted (``score.pool_typicality`` off);
 - **typicality**: the pool's own n-gram typicality (curation/typicality.py) alone, as it is;
-- **blend**: the default, the two averaged in robust units (the confidence DCES computes:
-  curation/confidence.py).
+- **blend**: the default, the two averaged in robust units, the typicality less its rise in
+  length (the confidence DCES computes: curation/confidence.py).
 
 Each estimate's Spearman correlation with the candidates' token counts says how much of its
 ranking is length (a length bias that selection would turn into shorter or longer samples).

@@ -9,7 +9,8 @@ follows them (the surprising tail is what top-p sampling truncates each generati
 al. 2024).
 ``tau < 1`` flattens toward small clusters; the reference term steers the mix toward real data.
 ``floor`` (opt-in) raises each weight to at least that fraction of the cluster's reference share,
-then normalises: the surprise quotas stay where they exceed it, and no mode of the reference is
+then normalises (so a raised cluster ends between ``floor / (1 + floor)`` and ``floor`` of its
+reference share): the surprise quotas stay where they exceed it, and no mode of the reference is
 starved.
 Quotas are capped by what each cluster can supply; a capped cluster passes the rest on to the
 others, in proportion to their weights.

@@ -51,7 +51,8 @@ def length_adjusted(confidence: np.ndarray, lengths: np.ndarray, rising_only: bo
     ``MIN_FOR_LENGTH_FIT`` finite values or a single length.
 
     The trend is an isotonic regression on log length (rising or falling, whichever fits; with
-    ``rising_only`` only a rise, so a falling trend is kept whole and spans 0): it
+    ``rising_only`` only a rise, so a clean fall is kept whole and spans 0; on noisy scores the
+    fit still finds a small rise among the shortest and longest texts): it
     follows the trend's shape (steep over the first words, flat once a text has context) and
     never extrapolates, so one text far longer than the rest is compared with the longest
     others, not with a line drawn past them. The finite values keep their mean."""
@@ -78,7 +79,7 @@ class ConfidenceScorer:
 
     Learned state: ``source_`` (which model scored the round), ``scored_`` (how many),
     ``length_trend_`` (how much the LM's confidence trend in length spans, from the shortest
-    text to the longest: what was removed; None when the LM did not score or could not fit it)
+    text to the longest: what was removed; None when the LM did not score or could not fit it),
     ``typicality_agreement_`` (the rank correlation of the LM's confidence and the pool's
     typicality that were averaged; None when they were not, or with too few texts to say) and
     ``typicality_length_trend_`` (the rise in length removed from the typicality; 0 when it

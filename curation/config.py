@@ -96,12 +96,12 @@ class AllocationConfig(Section, path="config.allocation"):
     # losing. On the collapse benchmark this is what closed the gap to `ppl_high` (final held-out
     # ppl 513 vs 543 with quotas by share**tau, 3 seeds; bench/results/collapse-explore1.md).
     surprise: float = setting(1.0, Bound(float, 0, 1))
-    # Every cluster's weight raised to at least floor * its reference share: keeps modes the
-    # surprise quotas would starve. On the collapse benchmark (AMD EPYC, 3 seeds) floor 1 kept
-    # 24 effective clusters against 17 on WordNet and lifted tail coverage 0.44 -> 0.52, but
-    # cost distinct-2 on both corpora and held-out perplexity on fortunes (+5.5%); floor 0.5
-    # was level on perplexity, lifted WordNet's tail coverage (0.54) and lowered fortunes'
-    # (0.34 against 0.42). Opt-in.
+    # Every cluster's weight raised to at least floor * its reference share, then normalised
+    # (floor / (1 + floor) of it at worst): keeps modes the surprise quotas would starve. On the
+    # collapse benchmark (AMD EPYC, 3 seeds) floor 1 kept 24 effective clusters against 17 on
+    # WordNet and lifted tail coverage 0.44 -> 0.52, but cost distinct-2 on both corpora and
+    # held-out perplexity on fortunes (+5.5%); floor 0.5 was level on perplexity, lifted
+    # WordNet's tail coverage (0.54) and lowered fortunes' (0.34 against 0.42). Opt-in.
     floor: float = setting(0.0, Bound(float, 0, 1))
 
 
@@ -141,8 +141,8 @@ class QualityConfig(Section, path="config.quality"):
 class ScoreConfig(Section, path="config.score"):
     """Where a sample's confidence comes from: the generator's log-probs when the job sends them
     for every sample, else (``lm_fallback``) the editing LM's, length-adjusted
-    (:mod:`curation.confidence`) and averaged with the pool's typicality (``pool_typicality``),
-    else none (distance only)."""
+    (:mod:`curation.confidence`) and averaged with the pool's typicality less its rise in length
+    (``pool_typicality``), else none (distance only)."""
 
     lm_fallback: bool = setting(True, FLAG)
     # With the LM's fallback, average it with the round's own n-gram typicality
@@ -150,7 +150,9 @@ class ScoreConfig(Section, path="config.score"):
     # them is what the generator finds surprising. On the collapse benchmark without log-probs
     # (fortunes, 3 seeds, one CPU) DCES ended at 530 / 553 / 498 held-out perplexity with it,
     # against 544 / 568 / 528 with the LM alone (bench/results/collapse-screen-pool-typicality.md,
-    # collapse-epyc.md), at lower tail coverage (0.39 against 0.47).
+    # collapse-epyc.md), at lower tail coverage (0.39 against 0.47). With the typicality's rise
+    # in length removed (the default since), 519 / 543 / 554 and tail coverage 0.44, and lower in
+    # every seed on WordNet (collapse-screen-typicality-rising*.md).
     pool_typicality: bool = setting(True, FLAG)
     max_tokens: int = setting(256, Bound(int, 2, 8192))
     batch_size: int = setting(16, Bound(int, 1, 1024))

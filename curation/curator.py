@@ -533,7 +533,6 @@ class Curator:
         return pools, taken
 
 
-
 def _rounded(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
 

@@ -72,3 +72,5 @@ def test_the_floor_keeps_every_cluster_near_its_reference_share() -> None:
     assert np.allclose(unfloored, [0.9, 0.1, 0.0])
     assert np.allclose(allocation_weights(shares, None, 1.0, 0.0, 1.0, surprising, floor=1.0),
                        [0.9, 0.1, 0.0])  # no reference: no floor
+    assert np.allclose(allocation_weights(shares, np.zeros(3), 1.0, 0.0, 1.0, surprising,
+                                          floor=1.0), [0.9, 0.1, 0.0])  # none eligible

@@ -130,7 +130,7 @@ def test_default_run_covers_the_baselines_and_the_ablations_of_every_default() -
     assert set(STRATEGIES) - set(cfg.strategies) == {
         "ppl_low", "dces_replay", "dces_no_edit", "dces_match", "dces_no_reference",
         "dces_edit", "dces_edit20", "dces_no_centers", "dces_dedup10", "dces_dedup20",
-        "dces_mad2", "dces_mad25"}  # screened, not adopted
+        "dces_mad2", "dces_mad25", "dces_floor", "dces_floor_half"}  # screened, not adopted
     assert cfg.seeds >= 3 and cfg.generations >= 5
 
 
@@ -271,10 +271,12 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
             assert all(r["scores"]["source"] == "lm" for r in rounds)
             assert all(r["scores"]["length_trend"] is not None for r in rounds)
             assert all(r["scores"]["typicality_agreement"] is not None for r in rounds)
-            assert all(r["scores"]["typicality_length_trend"] >= 0 for r in rounds)
+            assert all(r["scores"]["typicality_length_trend"] is not None
+                       and r["scores"]["typicality_length_trend"] >= 0 for r in rounds)
         elif run["strategy"].startswith("dces"):
             assert all(r["scores"]["source"] == "generator"
-                       and r["scores"]["typicality_agreement"] is None for r in rounds)
+                       and r["scores"]["typicality_agreement"] is None
+                       and r["scores"]["typicality_length_trend"] is None for r in rounds)
         if run["strategy"] == "dces_no_edit":
             assert all(r["edit_stats"]["tokens"] == 0 for r in rounds)
     markdown = (tmp_path / "q.md").read_text()

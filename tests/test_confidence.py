@@ -37,6 +37,9 @@ def test_length_adjustment_removes_the_trend_and_keeps_the_mean() -> None:
 
 def test_rising_only_removes_a_rise_and_keeps_a_fall_whole() -> None:
     rising, lengths = _trended(300)
+    with_unknown = rising.copy()
+    with_unknown[3] = np.nan  # a text without n-grams: unknown stays unknown
+    assert np.isnan(length_adjusted(with_unknown, lengths, rising_only=True)[0][3])
     adjusted, span = length_adjusted(rising, lengths, rising_only=True)
     assert abs(spearmanr(adjusted, lengths)[0]) < 0.15 and span is not None and span > 0.5
     falling = -rising
@@ -82,7 +85,7 @@ def test_the_lms_scores_are_length_adjusted_and_the_generators_are_not(
     sent = [Sample(s.id, s.text, confidence=c) for s, c in zip(samples, raw, strict=True)]
     np.testing.assert_allclose(scorer.score(sent), raw)
     assert scorer.source_ == "generator" and scorer.length_trend_ is None
-    assert scorer.typicality_agreement_ is None
+    assert scorer.typicality_agreement_ is None and scorer.typicality_length_trend_ is None
 
 
 def test_typicality_is_how_commonly_the_other_candidates_use_a_texts_words() -> None:
