@@ -492,8 +492,8 @@ class Curator:
         r.scores["matching"] = {"steps": matching.steps_, "per_step": matching.per_step_,
                                 "kappa": round(matching.kappa_, 4),
                                 "embedding_share": cfg.embedding_share,
-                                "herding_bandwidth": None if herding is None
-                                else round(herding.bandwidth_, 4)}
+                                "herding_bandwidth": _rounded(
+                                    herding.bandwidth_ if herding is not None else None)}
         return key
 
     def _select(self, r: _Round, budget: int) -> tuple[list[ClusterPool], np.ndarray]:
