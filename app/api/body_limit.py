@@ -1,8 +1,10 @@
 """The body guard (ASGI middleware): no request can make the service buffer or parse too much.
 
 It refuses a declared ``Content-Length`` over ``max_body_bytes`` before reading a byte, and counts
-a streamed (chunked) body as it arrives. It also tracks the body's JSON nesting as it arrives, so
-that no parser recurses deeper than ``MAX_JSON_DEPTH``.
+a streamed (chunked) body as it arrives. A request that declares both ``Content-Length`` and
+``Transfer-Encoding`` is refused unread: a proxy in front may frame it by the other header, and
+such a request is how requests are smuggled past one (RFC 9112, section 6.1). It also tracks the
+body's JSON nesting as it arrives, so that no parser recurses deeper than ``MAX_JSON_DEPTH``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ class BodyTooDeep(HTTPException):
     def __init__(self, limit: int) -> None:
         super().__init__(400, f"request body: JSON nested deeper than max_json_depth = {limit}")
         self.errors = [{"field": "body", "message": "nested too deep", "limit": limit}]
+
+
+class AmbiguousFraming(HTTPException):
+    """A request framed by both Content-Length and Transfer-Encoding."""
+
+    def __init__(self) -> None:
+        super().__init__(400, "request declares both Content-Length and Transfer-Encoding; "
+                              "send one of them (RFC 9112, section 6.1)")
+        self.errors = [{"field": "headers", "message": self.detail}]
 
 
 class JsonDepth:
@@ -90,7 +101,11 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "")
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length", "")
+        if declared and "transfer-encoding" in headers:
+            await send_problem(AmbiguousFraming(), scope, send)
+            return
         if declared.isdigit() and int(declared) > self.max_bytes:
             await send_problem(BodyTooLarge(self.max_bytes), scope, send)
             return

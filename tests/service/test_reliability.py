@@ -242,6 +242,19 @@ def test_a_malformed_content_length_is_a_problem_naming_the_header(server: DCESS
     assert "Content-Length" in doc["detail"], doc
 
 
+def test_a_body_framed_two_ways_is_refused_naming_both_headers(server: DCESServer) -> None:
+    token = server.settings.get("api_token")
+    auth = f"Authorization: Bearer {token}\r\n".encode() if token else b""
+    status, headers, body = raw_exchange(server, (
+        b"POST /v1/runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + auth +
+        b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"))
+    assert status.startswith("HTTP/1.1 400"), (status, body)
+    assert headers["content-type"] == "application/problem+json"
+    doc = json.loads(body)
+    assert "Content-Length and Transfer-Encoding" in doc["detail"], doc
+    assert doc["errors"][0]["field"] == "headers"
+
+
 def nested(depth: int) -> Any:
     value: Any = "leaf"
     for i in range(depth):
