@@ -23,7 +23,7 @@ STRATEGIES = ("random", "ppl_low", "ppl_high", "semdedup", "dces", "dces_no_edit
               "dces_static", "dces_no_match", "dces_ngram_only", "dces_no_logprobs",
               "dces_replay", "dces_edit", "dces_match", "dces_share_quotas", "dces_loose_filter",
               "dces_dedup10", "dces_dedup20", "dces_mad2", "dces_mad25", "dces_no_centers",
-              "dces_edit20", "dces_no_reference", "dces_floor", "dces_floor_half")
+              "dces_edit20", "dces_no_reference", "dces_floor", "dces_floor_half", "dces_eta_half")
 # The default run: every baseline but `ppl_low` (it collapses in two generations every time,
 # bench/results/collapse.md), DCES and the ablations of its default mechanisms (dynamic ratio,
 # surprise-mix quotas, the implausibility cut, reference matching and its embedding view,
@@ -75,6 +75,8 @@ DCES_STRATEGIES: dict[str, dict[str, Any]] = {
     # Quota weights floored at the reference share, or half of it (collapse-screen-floor*.md).
     "dces_floor": {"allocation": {"floor": 1.0}},
     "dces_floor_half": {"allocation": {"floor": 0.5}},
+    # Quota weights half the surprise quota's, half the reference share (collapse-screen-eta-half*).
+    "dces_eta_half": {"allocation": {"eta": 0.5}},
 }
 REPLAY_STRATEGIES = {"dces_replay"}
 
