@@ -91,6 +91,8 @@ class AllocationConfig(Section, path="config.allocation"):
     # Steering the mix toward the reference (eta = 1) brought the selection's cluster mix closer
     # to real data (KL 0.75 vs 0.91) but cost held-out perplexity on the collapse benchmark
     # (620 vs 561, worse in all 3 seeds): off by default, on for a job that wants the real mix.
+    # With today's selection eta 0.5 met WordNet's tail-coverage bar (0.60 vs 0.44) at -1.1%
+    # perplexity but cost fortunes +3.4% in every seed (bench/results/collapse-screen-eta-half*).
     eta: float = setting(0.0, Bound(float, 0, 1))
     # Quotas by where the round's most surprising candidates are: the clusters the generator is
     # losing. On the collapse benchmark this is what closed the gap to `ppl_high` (final held-out
