@@ -19,7 +19,14 @@ than the rest of its round to the bottom of the round's confidence. The generato
 are used as sent: their dependence on length is the generator's, and part of what top-p
 sampling truncates.
 
-The pool typicality averaged with the LM's score loses only a **rising** trend in length. On
+The generator's scores are averaged with the round's **pool typicality** too, at a quarter
+(``generator_typicality``): its per-token log-prob says what it finds surprising, not how often
+its pool repeats a text's word pairs, which is what a model trained on the selection learns to
+repeat. On the collapse benchmark that kept final held-out perplexity level on fortunes and
+WordNet and lowered it on King James verses, and raised distinct-2 on all three
+(bench/results/collapse-screen-generator-typicality*.md).
+
+The pool typicality averaged with either score loses only a **rising** trend in length. On
 the benchmark's generation-0 pools the generator's own per-token log-prob falls with length
 (Spearman -0.28 to -0.54 on fortunes, -0.12 to 0 on WordNet), and so may an estimate of it; but
 the typicality rose with length on WordNet (+0.12 to +0.23: short texts looked surprising, and
@@ -74,24 +81,28 @@ class ConfidenceScorer:
     """Mean token log-probability of every sample: the generator's when all carry it, else the
     LM's, length-adjusted (when ``lm`` is given), else unknown (NaN).
 
-    With ``pool_typicality`` the LM's confidence is averaged with the round's own n-gram
-    typicality (:mod:`curation.typicality`), a second estimate of the generator's surprise.
+    Either is averaged with the round's own n-gram typicality (:mod:`curation.typicality`):
+    the LM's at half weight with ``pool_typicality`` (a second estimate of the generator's
+    surprise), the generator's at ``generator_typicality`` (what its per-token score misses: how
+    often the pool repeats a text's word pairs).
 
     Learned state: ``source_`` (which model scored the round), ``scored_`` (how many),
     ``length_trend_`` (how much the LM's confidence trend in length spans, from the shortest
     text to the longest: what was removed; None when the LM did not score or could not fit it),
-    ``typicality_agreement_`` (the rank correlation of the LM's confidence and the pool's
+    ``typicality_agreement_`` (the rank correlation of the confidence and the pool's
     typicality that were averaged; None when they were not, or with too few texts to say) and
     ``typicality_length_trend_`` (the rise in length removed from the typicality; 0 when it
     does not rise, None when it was not averaged or could not be fitted).
     """
 
     def __init__(self, lm: Callable[[], CausalLM] | None, max_tokens: int = 256,
-                 batch_size: int = 16, pool_typicality: bool = True):
+                 batch_size: int = 16, pool_typicality: bool = True,
+                 generator_typicality: float = 0.25):
         self.lm = lm  # called only when the LM is needed: loading it takes seconds
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self.pool_typicality = pool_typicality
+        self.generator_typicality = generator_typicality
 
     def score(self, samples: Sequence[Sample], progress: FractionDone | None = None
               ) -> np.ndarray:
@@ -99,14 +110,19 @@ class ConfidenceScorer:
         self.length_trend_: float | None = None
         self.typicality_agreement_: float | None = None
         self.typicality_length_trend_: float | None = None
+        texts = [s.text for s in samples]
         if samples and all(c is not None for c in sent):
             self.source_: ScoreSource = "generator"
             self.scored_ = len(samples)
-            return np.array(sent, dtype=np.float64)
+            generator = np.array(sent, dtype=np.float64)
+            if self.generator_typicality == 0:
+                return generator
+            words = np.array([len(t.split()) for t in texts])
+            return self._with_typicality(generator, texts, words, self.generator_typicality)
         if self.lm is None or not samples:
             self.source_, self.scored_ = "none", 0
             return np.full(len(samples), np.nan)
-        lm, texts = self.lm(), [s.text for s in samples]
+        lm = self.lm()
         ppl = lm.perplexity(texts, self.max_tokens, self.batch_size, progress=progress)
         self.source_, self.scored_ = "lm", len(samples)
         with np.errstate(divide="ignore"):
@@ -115,11 +131,16 @@ class ConfidenceScorer:
         adjusted, self.length_trend_ = length_adjusted(confidence, counts)
         if not self.pool_typicality:
             return adjusted
+        return self._with_typicality(adjusted, texts, counts, 0.5)
+
+    def _with_typicality(self, confidence: np.ndarray, texts: list[str], lengths: np.ndarray,
+                         weight: float) -> np.ndarray:
+        """``confidence`` averaged with the pool's typicality less its rise in ``lengths``."""
         from scipy.stats import spearmanr  # on first use: an import costs startup
 
         typicality, self.typicality_length_trend_ = length_adjusted(
-            pool_typicality(texts), counts, rising_only=True)
-        both = np.isfinite(adjusted) & np.isfinite(typicality)
+            pool_typicality(texts), lengths, rising_only=True)
+        both = np.isfinite(confidence) & np.isfinite(typicality)
         if both.sum() >= MIN_FOR_LENGTH_FIT:
-            self.typicality_agreement_ = float(spearmanr(adjusted[both], typicality[both])[0])
-        return blended(adjusted, typicality)
+            self.typicality_agreement_ = float(spearmanr(confidence[both], typicality[both])[0])
+        return blended(confidence, typicality, weight)

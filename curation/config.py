@@ -144,7 +144,8 @@ class ScoreConfig(Section, path="config.score"):
     """Where a sample's confidence comes from: the generator's log-probs when the job sends them
     for every sample, else (``lm_fallback``) the editing LM's, length-adjusted
     (:mod:`curation.confidence`) and averaged with the pool's typicality less its rise in length
-    (``pool_typicality``), else none (distance only)."""
+    (``pool_typicality``), else none (distance only). The generator's is averaged with the same
+    typicality at ``generator_typicality``."""
 
     lm_fallback: bool = setting(True, FLAG)
     # With the LM's fallback, average it with the round's own n-gram typicality
@@ -156,6 +157,15 @@ class ScoreConfig(Section, path="config.score"):
     # in length removed (the default since), 519 / 543 / 554 and tail coverage 0.44, and lower in
     # every seed on WordNet (collapse-screen-typicality-rising*.md).
     pool_typicality: bool = setting(True, FLAG)
+    # The generator's confidence averaged with the same typicality at this weight (0: the
+    # generator's alone). Its per-token score says what the generator finds surprising, not how
+    # often the pool repeats a text's word pairs, and a model trained on the selection learns
+    # those repeats. On the collapse benchmark (AMD EPYC, against the generator's alone) final
+    # held-out perplexity was level on fortunes and WordNet (-0.3% each, 6 seeds) and lower in
+    # every seed on King James verses (-2.8%, 3 seeds); distinct-2 rose on all three (WordNet
+    # 0.939 against 0.918) and tail coverage on two (WordNet 0.59 against 0.50). At 0.5 WordNet
+    # cost +4.5% (bench/results/collapse-screen-generator-typicality*.md).
+    generator_typicality: float = setting(0.25, Bound(float, 0, 1))
     max_tokens: int = setting(256, Bound(int, 2, 8192))
     batch_size: int = setting(16, Bound(int, 1, 1024))
     # With a reference, the selection ranks the confidence together with the reference affinity

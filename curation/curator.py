@@ -455,7 +455,7 @@ class Curator:
         cfg = self.config.score
         return ConfidenceScorer(
             (lambda: self.lm) if cfg.lm_fallback else None, cfg.max_tokens, cfg.batch_size,
-            cfg.pool_typicality,
+            cfg.pool_typicality, cfg.generator_typicality,
         )
 
     def _measure_affinity(self, r: _Round) -> None:

@@ -9,7 +9,9 @@ own counts left out, else its one-off n-grams would look seen). On the collapse 
 generation-0 pools (1,200 candidates each, 3 seeds) the rank correlation with the generator's
 per-token log-prob was 0.49-0.57 for the typicality, 0.38-0.45 for SmolLM2's length-adjusted
 score and 0.53-0.65 for the two averaged (:func:`blended`; bench/results/fallback_scores.md).
-Its rise in length, if any, is removed before averaging (:mod:`curation.confidence`).
+Its rise in length, if any, is removed before averaging (:mod:`curation.confidence`). With the
+generator's own log-probs it still adds what they miss: how often the pool repeats a text's word
+pairs, which is what a model trained on the selection learns to repeat.
 """
 
 from __future__ import annotations
@@ -34,14 +36,16 @@ def pool_typicality(texts: Sequence[str], n_features: int = 10_000) -> np.ndarra
     return np.divide(summed, per_text, out=np.full(len(texts), np.nan), where=per_text > 0)
 
 
-def blended(confidence: np.ndarray, typicality: np.ndarray) -> np.ndarray:
-    """The mean of the two, each in robust standard units (median, MAD), returned in the
-    confidence's units (its median and MAD), so that a cut in MADs keeps its meaning. Where
-    the typicality is unknown, the confidence alone; unknown confidence stays unknown."""
+def blended(confidence: np.ndarray, typicality: np.ndarray, weight: float = 0.5
+            ) -> np.ndarray:
+    """The two averaged, the typicality at ``weight``, each in robust standard units (median,
+    MAD), returned in the confidence's units (its median and MAD), so that a cut in MADs keeps
+    its meaning. Where the typicality is unknown, the confidence alone; unknown confidence
+    stays unknown."""
     z_conf, centre, scale = _robust_units(confidence)
     z_typ, _, _ = _robust_units(typicality)
     z_typ = np.where(np.isfinite(z_typ), z_typ, z_conf)
-    return centre + scale * (z_conf + z_typ) / 2
+    return centre + scale * ((1.0 - weight) * z_conf + weight * z_typ)
 
 
 def _robust_units(x: np.ndarray) -> tuple[np.ndarray, float, float]:

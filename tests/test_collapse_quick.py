@@ -274,10 +274,13 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
             assert all(r["scores"]["typicality_agreement"] is not None for r in rounds)
             assert all(r["scores"]["typicality_length_trend"] is not None
                        and r["scores"]["typicality_length_trend"] >= 0 for r in rounds)
-        elif run["strategy"].startswith("dces"):
+        elif run["strategy"] == "dces_no_typicality":  # the generator's scores as sent
             assert all(r["scores"]["source"] == "generator"
                        and r["scores"]["typicality_agreement"] is None
                        and r["scores"]["typicality_length_trend"] is None for r in rounds)
+        elif run["strategy"].startswith("dces"):  # averaged with the pool's typicality
+            assert all(r["scores"]["source"] == "generator"
+                       and r["scores"]["typicality_agreement"] is not None for r in rounds)
         if run["strategy"] == "dces_no_edit":
             assert all(r["edit_stats"]["tokens"] == 0 for r in rounds)
     markdown = (tmp_path / "q.md").read_text()

@@ -1,15 +1,18 @@
-"""curation.confidence: the generator's scores as sent, the LM's with their trend in length
-removed (the real SmolLM2 on real fortunes finds short texts surprising for want of context)."""
+"""curation.confidence: the generator's scores as sent, averaged at a quarter with the pool's
+typicality, the LM's with their trend in length removed (the real SmolLM2 on real fortunes finds
+short texts surprising for want of context)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+import pytest
 from lm_fixtures import smollm2_fixture  # noqa: F401
 from scipy.stats import spearmanr
 
 from curation.confidence import MIN_FOR_LENGTH_FIT, ConfidenceScorer, length_adjusted
+from curation.config import CurationConfig
 from curation.lm import CausalLM
 from curation.types import Sample
 from curation.typicality import blended, pool_typicality
@@ -83,9 +86,38 @@ def test_the_lms_scores_are_length_adjusted_and_the_generators_are_not(
     assert scorer.length_trend_ is not None and scorer.length_trend_ > 0
     assert abs(spearmanr(adjusted, lengths)[0]) < 0.15
     sent = [Sample(s.id, s.text, confidence=c) for s, c in zip(samples, raw, strict=True)]
-    np.testing.assert_allclose(scorer.score(sent), raw)
-    assert scorer.source_ == "generator" and scorer.length_trend_ is None
-    assert scorer.typicality_agreement_ is None and scorer.typicality_length_trend_ is None
+    as_sent = ConfidenceScorer(lambda: smollm2, generator_typicality=0.0)
+    np.testing.assert_allclose(as_sent.score(sent), raw)
+    assert as_sent.source_ == "generator" and as_sent.length_trend_ is None
+    assert as_sent.typicality_agreement_ is None and as_sent.typicality_length_trend_ is None
+
+
+def test_the_generators_scores_are_averaged_with_the_pools_typicality_at_a_quarter(
+    smollm2: CausalLM, fortunes: list[dict[str, Any]]
+) -> None:
+    texts = [f["text"] for f in fortunes[:160]]
+    logprobs = -np.log(smollm2.perplexity(texts, 256, 16))  # a real model's scores, as sent
+    sent = [Sample(str(i), t, confidence=c) for i, (t, c) in enumerate(zip(texts, logprobs,
+                                                                             strict=True))]
+    scorer = ConfidenceScorer(lambda: smollm2)
+    assert scorer.generator_typicality == 0.25
+    mixed = scorer.score(sent)
+    assert scorer.source_ == "generator" and scorer.length_trend_ is None  # used as sent
+    words = np.array([len(t.split()) for t in texts])
+    typicality, rise = length_adjusted(pool_typicality(texts), words, rising_only=True)
+    assert scorer.typicality_length_trend_ == rise and rise is not None and rise >= 0
+    assert abs(scorer.typicality_agreement_ - spearmanr(logprobs, typicality)[0]) < 1e-9
+    np.testing.assert_allclose(mixed, blended(logprobs, typicality, 0.25))
+    # Three quarters the generator's: it ranks like the generator's more than like the pool's.
+    assert spearmanr(mixed, logprobs)[0] > spearmanr(mixed, typicality)[0] > 0
+    assert not np.allclose(mixed, logprobs)
+
+
+def test_the_generator_typicality_is_bounded() -> None:
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError,
+                           match=r"config.score.generator_typicality: must be in \[0, 1\]"):
+            CurationConfig.from_dict({"score": {"generator_typicality": bad}})
 
 
 def test_typicality_is_how_commonly_the_other_candidates_use_a_texts_words() -> None:
@@ -109,6 +141,10 @@ def test_blending_averages_robust_units_and_keeps_the_confidences_units() -> Non
     assert 0.5 < spearmanr(mixed, confidence)[0] < 0.9
     assert 0.5 < spearmanr(mixed, typicality)[0] < 0.9
     np.testing.assert_allclose(blended(confidence, typicality * 10 + 3), mixed)  # units of its own
+    np.testing.assert_allclose(blended(confidence, typicality, 0.0), confidence)
+    at_one = blended(confidence, typicality, 1.0)  # the typicality, in the confidence's units
+    assert spearmanr(at_one, typicality)[0] == pytest.approx(1.0)
+    assert abs(np.median(at_one) - np.median(confidence)) < 1e-9
     typicality[:5], confidence[5] = np.nan, np.nan
     mixed = blended(confidence, typicality)
     np.testing.assert_allclose(mixed[:5], confidence[:5])  # no typicality: the confidence alone

@@ -2,7 +2,8 @@
 and (among those) surprising, near-duplicates and implausible texts go in either role, and quotas
 steer the selection's mix toward the round's surprising clusters and the reference. Real
 embedding model, real faiss, real fortunes; the confidences are the caller's (as a training job
-sends them), so no LM is needed."""
+sends them), so no LM is needed, and used as sent (the pool's typicality, averaged with them by
+default, is tests/test_confidence.py's), so each rule is checked against them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 
 from curation import CurationConfig, CurationInputError, Curator
 
-NO_LM = {"edit": {"enabled": False}, "score": {"lm_fallback": False}}
+NO_LM = {"edit": {"enabled": False},
+         "score": {"lm_fallback": False, "generator_typicality": 0.0}}
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +226,7 @@ def test_with_a_reference_edges_are_surprising_and_real_like(
         s["text"] = f"{s['text']} Zorbly quibbles the wuggle of flimflam."
         s["logprob"] = -6.5 * s["tokens"]
     matched, _ = curator.curate(pool, 150, reference=reference)
-    alone, _ = Curator(CurationConfig.from_dict({**NO_LM, "score": {"lm_fallback": False,
+    alone, _ = Curator(CurationConfig.from_dict({**NO_LM, "score": {**NO_LM["score"],
                                                                       "reference_weight": 0.0}}),
                        embedder=curator.embedder).curate(pool, 150, reference=reference)
     invented = {s["id"] for s in pool[:60]}

@@ -23,17 +23,19 @@ STRATEGIES = ("random", "ppl_low", "ppl_high", "semdedup", "dces", "dces_no_edit
               "dces_static", "dces_no_match", "dces_ngram_only", "dces_no_logprobs",
               "dces_replay", "dces_edit", "dces_match", "dces_share_quotas", "dces_loose_filter",
               "dces_dedup10", "dces_dedup20", "dces_mad2", "dces_mad25", "dces_no_centers",
-              "dces_edit20", "dces_no_reference", "dces_floor", "dces_floor_half", "dces_eta_half")
+              "dces_edit20", "dces_no_reference", "dces_floor", "dces_floor_half", "dces_eta_half",
+              "dces_no_typicality")
 # The default run: every baseline but `ppl_low` (it collapses in two generations every time,
 # bench/results/collapse.md), DCES and the ablations of its default mechanisms (dynamic ratio,
 # surprise-mix quotas, the implausibility cut, reference matching and its embedding view,
-# generator scores). Not by default: `dces_replay` (about the `anchor` regime), `dces_no_edit`
-# (editing is off by default, so it is `dces`), `dces_match` (measured in earlier runs of
-# collapse.md), `dces_no_reference` (a job without real data) and the screenings (`dces_edit*`,
-# `dces_dedup*`, `dces_mad*`, `dces_no_centers`: bench/results/collapse-screen-*.md).
+# generator scores and the pool typicality averaged with them). Not by default: `dces_replay`
+# (about the `anchor` regime), `dces_no_edit` (editing is off by default, so it is `dces`),
+# `dces_match` (measured in earlier runs of collapse.md), `dces_no_reference` (a job without
+# real data) and the screenings (`dces_edit*`, `dces_dedup*`, `dces_mad*`, `dces_no_centers`,
+# `dces_floor*`, `dces_eta_half`: bench/results/collapse-screen-*.md).
 DEFAULT_STRATEGIES = ("random", "ppl_high", "semdedup", "dces", "dces_static",
                       "dces_share_quotas", "dces_loose_filter", "dces_no_match",
-                      "dces_ngram_only", "dces_no_logprobs")
+                      "dces_ngram_only", "dces_no_logprobs", "dces_no_typicality")
 REGIMES = ("replace", "anchor", "accumulate")
 # Generator log-probs are sent with every candidate, as a training job has them for free; the
 # one ablation without them makes the service score texts with its own LM.
@@ -59,6 +61,8 @@ DCES_STRATEGIES: dict[str, dict[str, Any]] = {
     "dces_ngram_only": {"score": {"embedding_share": 0.0}},
     "dces_match": {"allocation": {"eta": 1.0}},  # quotas by the reference's cluster mix
     "dces_no_logprobs": {},
+    # The generator's confidence as sent, without the pool's typicality averaged in.
+    "dces_no_typicality": {"score": {"generator_typicality": 0.0}},
     "dces_no_reference": {},
     # Quotas by the candidates' cluster shares (the previous default), not the surprise mix.
     "dces_share_quotas": {"allocation": {"surprise": 0.0}},
