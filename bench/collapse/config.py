@@ -24,7 +24,7 @@ STRATEGIES = ("random", "ppl_low", "ppl_high", "semdedup", "dces", "dces_no_edit
               "dces_replay", "dces_edit", "dces_match", "dces_share_quotas", "dces_loose_filter",
               "dces_dedup10", "dces_dedup20", "dces_mad2", "dces_mad25", "dces_no_centers",
               "dces_edit20", "dces_no_reference", "dces_floor", "dces_floor_half", "dces_eta_half",
-              "dces_no_typicality")
+              "dces_no_typicality", "dces_k40", "dces_k15")
 # The default run: every baseline but `ppl_low` (it collapses in two generations every time,
 # bench/results/collapse.md), DCES and the ablations of its default mechanisms (dynamic ratio,
 # surprise-mix quotas, the implausibility cut, reference matching and its embedding view,
@@ -32,7 +32,7 @@ STRATEGIES = ("random", "ppl_low", "ppl_high", "semdedup", "dces", "dces_no_edit
 # (about the `anchor` regime), `dces_no_edit` (editing is off by default, so it is `dces`),
 # `dces_match` (measured in earlier runs of collapse.md), `dces_no_reference` (a job without
 # real data) and the screenings (`dces_edit*`, `dces_dedup*`, `dces_mad*`, `dces_no_centers`,
-# `dces_floor*`, `dces_eta_half`: bench/results/collapse-screen-*.md).
+# `dces_floor*`, `dces_eta_half`, `dces_k*`: bench/results/collapse-screen-*.md).
 DEFAULT_STRATEGIES = ("random", "ppl_high", "semdedup", "dces", "dces_static",
                       "dces_share_quotas", "dces_loose_filter", "dces_no_match",
                       "dces_ngram_only", "dces_no_logprobs", "dces_no_typicality")
@@ -81,6 +81,11 @@ DCES_STRATEGIES: dict[str, dict[str, Any]] = {
     "dces_floor_half": {"allocation": {"floor": 0.5}},
     # Quota weights half the surprise quota's, half the reference share (collapse-screen-eta-half*).
     "dces_eta_half": {"allocation": {"eta": 0.5}},
+    # A fixed number of clusters near a tenth of the budget (400 and 150), instead of
+    # sqrt(n / 2) of candidates and reference (~83): about ten selected a cluster, so that each
+    # cluster's quota and center/edge split have room (collapse-screen-k40*, collapse-budget-150).
+    "dces_k40": {"cluster": {"k": 40}},
+    "dces_k15": {"cluster": {"k": 15}},
 }
 REPLAY_STRATEGIES = {"dces_replay"}
 
