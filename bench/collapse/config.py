@@ -83,7 +83,8 @@ DCES_STRATEGIES: dict[str, dict[str, Any]] = {
     "dces_eta_half": {"allocation": {"eta": 0.5}},
     # A fixed number of clusters near a tenth of the budget (400 and 150), instead of
     # sqrt(n / 2) of candidates and reference (~83): about ten selected a cluster, so that each
-    # cluster's quota and center/edge split have room (collapse-screen-k40*, collapse-budget-150).
+    # cluster's quota and center/edge split have room (collapse-screen-k40*,
+    # collapse-budget-150-epyc).
     "dces_k40": {"cluster": {"k": 40}},
     "dces_k15": {"cluster": {"k": 15}},
 }
