@@ -131,7 +131,8 @@ def test_default_run_covers_the_baselines_and_the_ablations_of_every_default() -
         "ppl_low", "dces_replay", "dces_no_edit", "dces_match", "dces_no_reference",
         "dces_edit", "dces_edit20", "dces_no_centers", "dces_dedup10", "dces_dedup20",
         "dces_mad2", "dces_mad25", "dces_floor", "dces_floor_half",
-        "dces_eta_half", "dces_k40", "dces_k15"}  # screened, not adopted
+        "dces_eta_half", "dces_k40", "dces_k15", "dces_self_anchor",
+        "dces_self_anchor_sel"}  # screened, not adopted
     assert cfg.seeds >= 3 and cfg.generations >= 5
 
 

@@ -24,7 +24,8 @@ STRATEGIES = ("random", "ppl_low", "ppl_high", "semdedup", "dces", "dces_no_edit
               "dces_replay", "dces_edit", "dces_match", "dces_share_quotas", "dces_loose_filter",
               "dces_dedup10", "dces_dedup20", "dces_mad2", "dces_mad25", "dces_no_centers",
               "dces_edit20", "dces_no_reference", "dces_floor", "dces_floor_half", "dces_eta_half",
-              "dces_no_typicality", "dces_k40", "dces_k15")
+              "dces_no_typicality", "dces_k40", "dces_k15", "dces_self_anchor",
+              "dces_self_anchor_sel")
 # The default run: every baseline but `ppl_low` (it collapses in two generations every time,
 # bench/results/collapse.md), DCES and the ablations of its default mechanisms (dynamic ratio,
 # surprise-mix quotas, the implausibility cut, reference matching and its embedding view,
@@ -32,7 +33,8 @@ STRATEGIES = ("random", "ppl_low", "ppl_high", "semdedup", "dces", "dces_no_edit
 # (about the `anchor` regime), `dces_no_edit` (editing is off by default, so it is `dces`),
 # `dces_match` (measured in earlier runs of collapse.md), `dces_no_reference` (a job without
 # real data) and the screenings (`dces_edit*`, `dces_dedup*`, `dces_mad*`, `dces_no_centers`,
-# `dces_floor*`, `dces_eta_half`, `dces_k*`: bench/results/collapse-screen-*.md).
+# `dces_floor*`, `dces_eta_half`, `dces_k*`, `dces_self_anchor*`:
+# bench/results/collapse-screen-*.md).
 DEFAULT_STRATEGIES = ("random", "ppl_high", "semdedup", "dces", "dces_static",
                       "dces_share_quotas", "dces_loose_filter", "dces_no_match",
                       "dces_ngram_only", "dces_no_logprobs", "dces_no_typicality")
@@ -42,7 +44,11 @@ REGIMES = ("replace", "anchor", "accumulate")
 NO_LOGPROBS = {"dces_no_logprobs"}
 # A job that uploads no reference of real data: clusters, ratio and selection from the
 # candidates alone.
-NO_REFERENCE = {"dces_no_reference"}
+NO_REFERENCE = {"dces_no_reference", "dces_self_anchor", "dces_self_anchor_sel"}
+# Screens of a job with no real data that anchors to its first round instead: round 0's whole
+# pool (written by the generator trained on real data) or round 0's selection, uploaded as the
+# reference after round 0 (collapse-screen-self-anchor*).
+SELF_ANCHOR = {"dces_self_anchor": "pool", "dces_self_anchor_sel": "selection"}
 DCES_STRATEGIES: dict[str, dict[str, Any]] = {
     # Curation config overrides of each DCES variant's run (everything else: engine defaults).
     "dces": {},
@@ -64,6 +70,8 @@ DCES_STRATEGIES: dict[str, dict[str, Any]] = {
     # The generator's confidence as sent, without the pool's typicality averaged in.
     "dces_no_typicality": {"score": {"generator_typicality": 0.0}},
     "dces_no_reference": {},
+    "dces_self_anchor": {},
+    "dces_self_anchor_sel": {},
     # Quotas by the candidates' cluster shares (the previous default), not the surprise mix.
     "dces_share_quotas": {"allocation": {"surprise": 0.0}},
     # Its real share comes from replay of lost modes, not from random real data (under `anchor`).

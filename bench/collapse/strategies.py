@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedModel
 
-from bench.collapse.config import DCES_STRATEGIES, NO_LOGPROBS, NO_REFERENCE, ModelConfig
+from bench.collapse.config import (
+    DCES_STRATEGIES,
+    NO_LOGPROBS,
+    NO_REFERENCE,
+    SELF_ANCHOR,
+    ModelConfig,
+)
 from bench.collapse.heldout import TokenScores, score
 from curation.measure import near_duplicate_mask
 from dces_client import DCESClient
@@ -179,6 +185,10 @@ class DCESStrategy(Strategy):
             self.run_id, samples, budget, feedback=body_feedback,
             idempotency_key=f"{self.run_id}-{round_index}")
         texts = [s["text"] for s in result["samples"] if s["selected"]]
+        if round_index == 0 and self.name in SELF_ANCHOR:
+            anchor = pool.texts if SELF_ANCHOR[self.name] == "pool" else texts
+            self.client.add_reference(self.run_id, [
+                {"id": f"anchor-{i}", "text": t} for i, t in enumerate(anchor) if t.strip()])
         texts += [s["text"] for s in result.get("replay", [])]  # real exemplars of lost modes
         return Selection(texts, round_summary(result))
 
