@@ -47,7 +47,7 @@ NO_LOGPROBS = {"dces_no_logprobs"}
 NO_REFERENCE = {"dces_no_reference", "dces_self_anchor", "dces_self_anchor_sel"}
 # Screens of a job with no real data that anchors to its first round instead: round 0's whole
 # pool (written by the generator trained on real data) or round 0's selection, uploaded as the
-# reference after round 0 (collapse-screen-self-anchor*).
+# reference after round 0 (collapse-screen-self-anchor*, collapse-wordnet-no-reference-epyc).
 SELF_ANCHOR = {"dces_self_anchor": "pool", "dces_self_anchor_sel": "selection"}
 DCES_STRATEGIES: dict[str, dict[str, Any]] = {
     # Curation config overrides of each DCES variant's run (everything else: engine defaults).
